@@ -1,0 +1,271 @@
+package mai
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Option configures an engine. Options are applied in order by the engine's
+// constructor, which then validates the result as a whole (see Build): an
+// invalid value is reported as an error wrapping ErrInvalidOption, never
+// silently corrected.
+type Option func(*Options)
+
+// Transport selects the I/O layer under the engine.
+type Transport uint8
+
+const (
+	// TransportAuto uses netpoll where it is supported (linux and the BSDs
+	// on 64-bit), and the standard library elsewhere.
+	TransportAuto Transport = iota
+	// TransportNetpoll uses github.com/cloudwego/netpoll: non-blocking I/O
+	// on epoll/kqueue with callbacks on a goroutine pool.
+	TransportNetpoll
+	// TransportStd uses package net with one reading goroutine per
+	// connection.
+	TransportStd
+)
+
+func (t Transport) String() string {
+	switch t {
+	case TransportNetpoll:
+		return "netpoll"
+	case TransportStd:
+		return "std"
+	default:
+		return "auto"
+	}
+}
+
+// BackpressurePolicy says what Send does when a connection's outbound queue
+// is at or over the high water mark.
+type BackpressurePolicy uint8
+
+const (
+	// BackpressureReject makes Send return ErrBackpressure; the frame is not
+	// queued and the connection stays open.
+	BackpressureReject BackpressurePolicy = iota
+	// BackpressureClose closes the connection with ErrBackpressure (a peer
+	// that does not read is dropped).
+	BackpressureClose
+)
+
+// Options is the engine configuration. Build it with Option functions; the
+// zero value is not meaningful, use DefaultOptions.
+type Options struct {
+	InitialBufferSize     int
+	InitialBufferPoolSize int
+	MaxBufferPoolSize     int
+	MaxPooledBufferSize   int
+
+	MaxFrameSize    int
+	MaxInboundBytes int
+
+	WriteBufferLowWater  int
+	WriteBufferHighWater int
+	Backpressure         BackpressurePolicy
+
+	IdleTimeout      time.Duration
+	ReadTimeout      time.Duration
+	WriteTimeout     time.Duration
+	HandshakeTimeout time.Duration
+	TimerResolution  time.Duration
+	TickInterval     time.Duration
+
+	MaxConns     int
+	ConnCapacity int
+
+	Transport Transport
+	Logger    *slog.Logger
+}
+
+// Defaults, as documented on each WithX.
+const (
+	DefaultInitialBufferSize     = 4 << 10
+	DefaultInitialBufferPoolSize = 16
+	DefaultMaxBufferPoolSize     = 1024
+	DefaultMaxFrameSize          = 1 << 20
+	DefaultWriteBufferLowWater   = 32 << 10
+	DefaultWriteBufferHighWater  = 64 << 10
+	DefaultWriteTimeout          = 30 * time.Second
+	DefaultTimerResolution       = 10 * time.Millisecond
+)
+
+// DefaultOptions returns the configuration used when no Option is given.
+func DefaultOptions() Options {
+	return Options{
+		InitialBufferSize:     DefaultInitialBufferSize,
+		InitialBufferPoolSize: DefaultInitialBufferPoolSize,
+		MaxBufferPoolSize:     DefaultMaxBufferPoolSize,
+		MaxFrameSize:          DefaultMaxFrameSize,
+		WriteBufferLowWater:   DefaultWriteBufferLowWater,
+		WriteBufferHighWater:  DefaultWriteBufferHighWater,
+		WriteTimeout:          DefaultWriteTimeout,
+		TimerResolution:       DefaultTimerResolution,
+	}
+}
+
+// Build applies opts over DefaultOptions and validates the result. Fields
+// derived from others (MaxInboundBytes, MaxPooledBufferSize) are filled in
+// when left zero. Engines call it; it is exported so a configuration can be
+// checked on its own.
+func Build(opts ...Option) (Options, error) {
+	o := DefaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			return o, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
+		opt(&o)
+	}
+	if o.MaxInboundBytes == 0 {
+		o.MaxInboundBytes = o.MaxFrameSize + 64<<10
+	}
+	if o.MaxPooledBufferSize == 0 {
+		o.MaxPooledBufferSize = 16 * o.InitialBufferSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o, o.validate()
+}
+
+func (o *Options) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidOption, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case o.InitialBufferSize <= 0:
+		return bad("InitialBufferSize %d must be positive", o.InitialBufferSize)
+	case o.InitialBufferPoolSize < 0:
+		return bad("InitialBufferPoolSize %d must not be negative", o.InitialBufferPoolSize)
+	case o.MaxBufferPoolSize < 0:
+		return bad("MaxBufferPoolSize %d must not be negative", o.MaxBufferPoolSize)
+	case o.InitialBufferPoolSize > o.MaxBufferPoolSize:
+		return bad("InitialBufferPoolSize %d is over MaxBufferPoolSize %d", o.InitialBufferPoolSize, o.MaxBufferPoolSize)
+	case o.MaxPooledBufferSize < o.InitialBufferSize:
+		return bad("MaxPooledBufferSize %d is under InitialBufferSize %d", o.MaxPooledBufferSize, o.InitialBufferSize)
+	case o.MaxFrameSize <= 0:
+		return bad("MaxFrameSize %d must be positive", o.MaxFrameSize)
+	case o.MaxInboundBytes < o.MaxFrameSize:
+		return bad("MaxInboundBytes %d is under MaxFrameSize %d: a largest frame could never be buffered", o.MaxInboundBytes, o.MaxFrameSize)
+	case o.WriteBufferHighWater <= 0:
+		return bad("WriteBufferHighWater %d must be positive", o.WriteBufferHighWater)
+	case o.WriteBufferLowWater < 0 || o.WriteBufferLowWater > o.WriteBufferHighWater:
+		return bad("WriteBufferLowWater %d must be in [0, WriteBufferHighWater %d]", o.WriteBufferLowWater, o.WriteBufferHighWater)
+	case o.Backpressure > BackpressureClose:
+		return bad("unknown BackpressurePolicy %d", o.Backpressure)
+	case o.IdleTimeout < 0, o.ReadTimeout < 0, o.WriteTimeout < 0, o.HandshakeTimeout < 0, o.TickInterval < 0:
+		return bad("timeouts and intervals must not be negative")
+	case o.TimerResolution < time.Millisecond:
+		return bad("TimerResolution %v must be at least 1ms", o.TimerResolution)
+	case o.TickInterval > 0 && o.TickInterval < o.TimerResolution:
+		return bad("TickInterval %v is under TimerResolution %v", o.TickInterval, o.TimerResolution)
+	case o.MaxConns < 0:
+		return bad("MaxConns %d must not be negative", o.MaxConns)
+	case o.ConnCapacity < 0:
+		return bad("ConnCapacity %d must not be negative", o.ConnCapacity)
+	case o.Transport > TransportStd:
+		return bad("unknown Transport %d", o.Transport)
+	}
+	return nil
+}
+
+// WithInitialBufferSize sets the capacity of a freshly allocated pooled
+// buffer (partial inbound frames, encoded outbound frames). Default 4 KiB.
+// Servers and clients.
+func WithInitialBufferSize(n int) Option { return func(o *Options) { o.InitialBufferSize = n } }
+
+// WithInitialBufferPoolSize sets how many buffers are allocated when the
+// engine starts. Default 16. Must not exceed WithMaxBufferPoolSize. Servers
+// and clients.
+func WithInitialBufferPoolSize(n int) Option {
+	return func(o *Options) { o.InitialBufferPoolSize = n }
+}
+
+// WithMaxBufferPoolSize sets the most idle buffers the pool keeps; buffers
+// returned beyond it are left to the garbage collector. Default 1024.
+// Servers and clients.
+func WithMaxBufferPoolSize(n int) Option { return func(o *Options) { o.MaxBufferPoolSize = n } }
+
+// WithMaxPooledBufferSize sets the largest buffer capacity the pool keeps; a
+// buffer that grew beyond it (for one large frame) is dropped on return.
+// Default 16 times the initial buffer size. Servers and clients.
+func WithMaxPooledBufferSize(n int) Option { return func(o *Options) { o.MaxPooledBufferSize = n } }
+
+// WithMaxFrameSize sets the largest frame, in encoded bytes, the engine
+// buffers for a connection: a partial frame that grows beyond it closes the
+// connection with ErrFrameTooLarge. Built-in codecs carry their own maximum
+// and reject an oversized frame from its header already. Default 1 MiB.
+// Servers and clients.
+func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize = n } }
+
+// WithMaxInboundBytes bounds the input a connection may hold un-decoded or
+// un-handled (a partial frame plus input that arrived while decoding was
+// paused by backpressure); over it the connection closes with
+// ErrInboundLimit. Default MaxFrameSize + 64 KiB; must be at least
+// MaxFrameSize. Servers and clients.
+func WithMaxInboundBytes(n int) Option { return func(o *Options) { o.MaxInboundBytes = n } }
+
+// WithWriteBufferWaterMarks sets the outbound queue's low and high water
+// marks in bytes. At or over high the connection is not writable: Send
+// applies the backpressure policy and the engine stops decoding the
+// connection's input; it becomes writable again when the queue drains to low.
+// Defaults 32 KiB and 64 KiB; 0 <= low <= high, high > 0. Servers and clients.
+func WithWriteBufferWaterMarks(low, high int) Option {
+	return func(o *Options) { o.WriteBufferLowWater, o.WriteBufferHighWater = low, high }
+}
+
+// WithBackpressure sets what Send does over the high water mark. Default
+// BackpressureReject. Servers and clients.
+func WithBackpressure(p BackpressurePolicy) Option { return func(o *Options) { o.Backpressure = p } }
+
+// WithIdleTimeout closes a connection (after OnTimeout, which may keep it)
+// when no complete frame was received or sent for d. Default 0: off. Servers
+// and clients.
+func WithIdleTimeout(d time.Duration) Option { return func(o *Options) { o.IdleTimeout = d } }
+
+// WithReadTimeout closes a connection (after OnTimeout) when a frame started
+// arriving and was not complete within d: the slowloris defence. Default 0:
+// off. Servers and clients.
+func WithReadTimeout(d time.Duration) Option { return func(o *Options) { o.ReadTimeout = d } }
+
+// WithWriteTimeout closes a connection (after OnTimeout) when queued bytes
+// could not all be written within d. Default 30 s; 0 turns it off. Servers
+// and clients.
+func WithWriteTimeout(d time.Duration) Option { return func(o *Options) { o.WriteTimeout = d } }
+
+// WithHandshakeTimeout closes a connection (after OnTimeout) that has not
+// received its first complete frame within d of being ready. Default 0: off.
+// Servers and clients.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *Options) { o.HandshakeTimeout = d }
+}
+
+// WithTimerResolution sets the tick of the engine's timer wheel: timeouts and
+// timers fire up to one tick late, never early. Default 10 ms; at least 1 ms.
+// Servers and clients.
+func WithTimerResolution(d time.Duration) Option { return func(o *Options) { o.TimerResolution = d } }
+
+// WithTickInterval makes the engine call a Handler that implements
+// protocol.Ticker every d. Default 0: off. Servers and clients.
+func WithTickInterval(d time.Duration) Option { return func(o *Options) { o.TickInterval = d } }
+
+// WithMaxConns rejects connections beyond n live ones (with RejectLimit),
+// before the handler's admission check. Default 0: no limit. Servers and
+// clients (Dial and Manage count too).
+func WithMaxConns(n int) Option { return func(o *Options) { o.MaxConns = n } }
+
+// WithConnCapacity pre-allocates the connection table for n connections.
+// Default 0: it grows on demand. Servers and clients.
+func WithConnCapacity(n int) Option { return func(o *Options) { o.ConnCapacity = n } }
+
+// WithTransport selects the I/O layer. Default TransportAuto. Servers and
+// clients.
+func WithTransport(t Transport) Option { return func(o *Options) { o.Transport = t } }
+
+// WithLogger sets the logger for engine events (connection errors,
+// rejections, recovered panics). Default: a logger that discards everything.
+// Servers and clients.
+func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }

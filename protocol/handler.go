@@ -1,0 +1,121 @@
+// Package protocol defines the Handler a user of mai writes: the callbacks a
+// connection's life goes through, an embeddable no-op Base, and optional
+// interfaces that add admission control, ticks, writability changes and
+// engine-wide timers.
+package protocol
+
+import (
+	"time"
+
+	"github.com/mai-go/mai"
+)
+
+// Handler reacts to the events of the engine's connections. One Handler
+// serves every connection of an engine; keep per-connection state in the
+// Context's Session.
+//
+// Ordering and goroutines: the callbacks of one connection never run
+// concurrently and each one happens before the next. OnReady runs once,
+// first; then OnFrame and OnTimeout (and the optional per-connection
+// callbacks) in the order their events occurred; then OnClosed, exactly once,
+// whatever ended the connection. The callbacks of different connections run
+// concurrently, so a Handler's own shared state must be safe for concurrent
+// use. Callbacks run on goroutines the engine owns (netpoll's workers, a
+// connection's reader, the timer goroutine); a callback that blocks holds up
+// its own connection only.
+//
+// A panic in a callback is recovered: the engine reports it to OnError
+// (wrapped in mai.ErrPanic) and closes that connection only.
+type Handler[F any] interface {
+	// OnReady is called once when the connection is established and
+	// admitted. Returning an error closes the connection with it.
+	OnReady(c mai.Context[F]) error
+
+	// OnFrame is called for each decoded frame, in order. frame may alias
+	// the engine's input buffer and is valid until OnFrame returns: copy
+	// what you keep (see codec.Codec). Returning an error closes the
+	// connection with it, after queued frames are written.
+	OnFrame(c mai.Context[F], frame F) error
+
+	// OnTimeout is called when a timer of the connection fires: an idle,
+	// read, write or handshake timeout, or a timer set with SetTimer.
+	// Returning nil keeps the connection open; returning an error closes it
+	// with that error. For the built-in timeouts, return t.Err() to close
+	// (what Base does) or nil to keep the connection (say after sending a
+	// keepalive on idle).
+	OnTimeout(c mai.Context[F], t mai.Timeout) error
+
+	// OnError is called once with the error that is about to close the
+	// connection: a protocol error (mai.ErrProtocol), an oversized frame
+	// (mai.ErrFrameTooLarge), an inbound or outbound bound, an I/O error, a
+	// recovered panic (mai.ErrPanic), or an error a callback returned.
+	// OnClosed follows.
+	OnError(c mai.Context[F], err error)
+
+	// OnClosed is called exactly once when the connection has closed, also
+	// when the engine shuts down. err is nil for a close the application
+	// asked for (Close, Shutdown), io.EOF when the peer closed, mai.ErrAborted
+	// after Abort, or the error that OnError saw. After OnClosed, the
+	// Context's methods return mai.ErrClosed.
+	OnClosed(c mai.Context[F], err error)
+}
+
+// Base is a Handler that does nothing; embed it and override what you need.
+// Its OnTimeout returns t.Err(): built-in timeouts close the connection and
+// user timers are ignored.
+type Base[F any] struct{}
+
+// OnReady does nothing.
+func (Base[F]) OnReady(mai.Context[F]) error { return nil }
+
+// OnFrame drops the frame.
+func (Base[F]) OnFrame(mai.Context[F], F) error { return nil }
+
+// OnTimeout returns t.Err().
+func (Base[F]) OnTimeout(_ mai.Context[F], t mai.Timeout) error { return t.Err() }
+
+// OnError does nothing.
+func (Base[F]) OnError(mai.Context[F], error) {}
+
+// OnClosed does nothing.
+func (Base[F]) OnClosed(mai.Context[F], error) {}
+
+// Admitter is implemented by a Handler that decides whether to take a
+// connection, before OnReady and before the connection gets a Context.
+// Return nil to admit; return a *mai.RejectError (see mai.Reject), or any
+// error (counted as mai.RejectCustom), to refuse: the connection is closed,
+// the rejection is logged and counted per reason, and no other callback runs
+// for it. Admit is called for accepted, dialed and managed connections alike
+// (info.Origin tells which), concurrently for different connections.
+type Admitter interface {
+	Admit(info mai.ConnInfo) error
+}
+
+// Ticker is implemented by a Handler that wants an engine-wide tick every
+// mai.WithTickInterval. OnTick runs on the engine's timer goroutine, never
+// concurrently with itself; it must not block.
+type Ticker interface {
+	OnTick(now time.Time)
+}
+
+// ConnTicker is implemented by a Handler that wants a tick on every
+// connection every mai.WithTickInterval. OnConnTick is serialized with the
+// connection's other callbacks.
+type ConnTicker[F any] interface {
+	OnConnTick(c mai.Context[F], now time.Time)
+}
+
+// WritabilityHandler is implemented by a Handler that wants to know when a
+// connection's outbound queue crosses the high water mark (writable false)
+// and drains back to the low water mark (writable true). Serialized with the
+// connection's other callbacks.
+type WritabilityHandler[F any] interface {
+	OnWritabilityChanged(c mai.Context[F], writable bool)
+}
+
+// EngineTimerHandler is implemented by a Handler that uses the engine-wide
+// timers (ProtocolEngine.SetTimer). OnEngineTimer runs on an engine
+// goroutine, never concurrently with itself.
+type EngineTimerHandler interface {
+	OnEngineTimer(id mai.TimerID, payload any)
+}
