@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"syscall"
 	"time"
 )
 
@@ -77,8 +78,9 @@ type Options struct {
 	MaxConns     int
 	ConnCapacity int
 
-	Transport Transport
-	Logger    *slog.Logger
+	Transport     Transport
+	Logger        *slog.Logger
+	ListenControl func(network, address string, c syscall.RawConn) error
 }
 
 // Defaults, as documented on each WithX.
@@ -269,3 +271,11 @@ func WithTransport(t Transport) Option { return func(o *Options) { o.Transport =
 // rejections, recovered panics). Default: a logger that discards everything.
 // Servers and clients.
 func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+
+// WithListenControl sets a function run on each listening socket the engine
+// creates (Listen, ListenNamed) after it is created and before it is bound,
+// as net.ListenConfig.Control: the place for SO_REUSEPORT, buffer sizes and
+// other socket options. Default nil. Servers.
+func WithListenControl(fn func(network, address string, c syscall.RawConn) error) Option {
+	return func(o *Options) { o.ListenControl = fn }
+}

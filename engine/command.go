@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/mai-go/mai"
+)
+
+// Command is a request sent to the engine through its command channel (see
+// Commands): ManageCmd, SendCmd, BroadcastCmd, CloseCmd and ShutdownCmd. The
+// channel is how a goroutine that must not call the engine directly (an
+// accept loop of its own, a producer that only holds a channel) hands work
+// to it, as mai's command_sender does.
+type Command[F any] interface {
+	run(e *ProtocolEngine[F]) Result
+	reply() chan<- Result
+}
+
+// Result is the outcome of a Command, sent on its Reply channel.
+type Result struct {
+	ID  mai.ConnID // ManageCmd: the new connection's ID
+	N   int        // BroadcastCmd: frames queued
+	Err error
+}
+
+// ManageCmd hands Conn to the engine (see ProtocolEngine.Manage).
+type ManageCmd[F any] struct {
+	Conn  net.Conn
+	Reply chan<- Result // optional; receives the ID or the error
+}
+
+// SendCmd queues Frame on connection ID.
+type SendCmd[F any] struct {
+	ID    mai.ConnID
+	Frame F
+	Reply chan<- Result // optional
+}
+
+// BroadcastCmd sends Frame to the connections Filter picks (all if nil).
+type BroadcastCmd[F any] struct {
+	Frame  F
+	Filter func(mai.ConnInfo) bool
+	Reply  chan<- Result // optional; N is the number sent
+}
+
+// CloseCmd closes connection ID after writing what is queued.
+type CloseCmd[F any] struct {
+	ID    mai.ConnID
+	Reply chan<- Result // optional
+}
+
+// ShutdownCmd starts Shutdown; Reply (optional) receives the result when
+// the engine has stopped.
+type ShutdownCmd[F any] struct {
+	Reply chan<- Result
+}
+
+func (c ManageCmd[F]) run(e *ProtocolEngine[F]) Result {
+	id, err := e.Manage(c.Conn)
+	return Result{ID: id, Err: err}
+}
+func (c ManageCmd[F]) reply() chan<- Result { return c.Reply }
+
+func (c SendCmd[F]) run(e *ProtocolEngine[F]) Result {
+	return Result{ID: c.ID, Err: e.Send(c.ID, c.Frame)}
+}
+func (c SendCmd[F]) reply() chan<- Result { return c.Reply }
+
+func (c BroadcastCmd[F]) run(e *ProtocolEngine[F]) Result {
+	r := e.Broadcast(c.Frame, c.Filter)
+	return Result{N: r.Sent, Err: r.Err}
+}
+func (c BroadcastCmd[F]) reply() chan<- Result { return c.Reply }
+
+func (c CloseCmd[F]) run(e *ProtocolEngine[F]) Result {
+	return Result{ID: c.ID, Err: e.Close(c.ID)}
+}
+func (c CloseCmd[F]) reply() chan<- Result { return c.Reply }
+
+func (c ShutdownCmd[F]) run(e *ProtocolEngine[F]) Result {
+	e.shutdownOnce.Do(e.beginShutdown)
+	return Result{}
+}
+func (c ShutdownCmd[F]) reply() chan<- Result { return c.Reply }
+
+// Commands returns the engine's command channel. Commands run in the order
+// received, on one engine goroutine. Each Reply channel, when not nil,
+// receives exactly one Result; give it room for one (a buffered channel) —
+// an unbuffered Reply is served by a goroutine of its own so the command
+// loop never waits for a slow reader. After Shutdown starts, nothing reads
+// the channel any more: send with a select on Done (or the engine's
+// closing) to never block, e.g.
+//
+//	select {
+//	case e.Commands() <- engine.ManageCmd[F]{Conn: c, Reply: ch}:
+//	case <-e.Done():
+//	}
+//
+// Commands still buffered when Shutdown starts are answered with an error
+// wrapping mai.ErrShutdown (ShutdownCmd's Reply waits for the engine to stop).
+func (e *ProtocolEngine[F]) Commands() chan<- Command[F] { return e.cmds }
+
+func (e *ProtocolEngine[F]) commandLoop() {
+	for {
+		select {
+		case cmd := <-e.cmds:
+			e.runCommand(cmd)
+		case <-e.closing:
+			for {
+				select {
+				case cmd := <-e.cmds:
+					if sc, ok := cmd.(ShutdownCmd[F]); ok {
+						e.runCommand(sc)
+						continue
+					}
+					if mc, ok := cmd.(ManageCmd[F]); ok && mc.Conn != nil {
+						_ = mc.Conn.Close()
+					}
+					e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", mai.ErrShutdown)})
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
+	if cmd == nil {
+		return
+	}
+	if sc, ok := cmd.(ShutdownCmd[F]); ok {
+		e.shutdownOnce.Do(e.beginShutdown)
+		if sc.Reply != nil {
+			// The reply waits for the stop; it must not hold up the loop,
+			// and the loop's own exit is part of the stop.
+			go func() {
+				<-e.done
+				sc.Reply <- Result{}
+			}()
+		}
+		return
+	}
+	e.deliver(cmd.reply(), cmd.run(e))
+}
+
+// deliver sends r on ch without holding up the command loop.
+func (e *ProtocolEngine[F]) deliver(ch chan<- Result, r Result) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- r:
+		return
+	default:
+	}
+	if cap(ch) > 0 {
+		e.log.Warn("mai: command reply channel full; result dropped", "err", r.Err)
+		return
+	}
+	e.spawn(func() {
+		select {
+		case ch <- r:
+		case <-e.closing:
+			select {
+			case ch <- r:
+			case <-e.stopWheel:
+			}
+		}
+	})
+}

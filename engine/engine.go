@@ -1,0 +1,414 @@
+// Package engine is mai's event machinery: ProtocolEngine drives
+// connections (accepted, dialed, or handed over) through a per-connection
+// codec.Codec and calls the user's protocol.Handler.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/bufpool"
+	"github.com/mai-go/mai/codec"
+	"github.com/mai-go/mai/internal/timerwheel"
+	"github.com/mai-go/mai/protocol"
+)
+
+// ProtocolEngine runs connections speaking frames of type F. Create it with
+// New; give it connections with Listen, Serve, Dial or Manage (or the
+// command channel); stop it with Shutdown. All methods are safe for
+// concurrent use.
+type ProtocolEngine[F any] struct {
+	newCodec codec.Factory[F]
+	h        protocol.Handler[F]
+	opts     mai.Options
+	log      *slog.Logger
+	pool     *bufpool.Pool
+	wheel    *timerwheel.Wheel
+	reg      registry[F]
+	exec     executor
+	useNP    bool
+
+	baseCtx    context.Context // parent of every connection's context
+	baseCancel context.CancelFunc
+
+	cmds chan Command[F]
+
+	lifeMu       sync.Mutex // guards the fields in this block
+	shutting     bool
+	live         int           // connections taken and not finished
+	allDone      chan struct{} // closed when shutting and live reaches 0
+	listeners    map[string]*listener
+	closing      chan struct{} // closed when Shutdown starts
+	done         chan struct{} // closed when the engine has stopped
+	stopWheel    chan struct{}
+	shutdownOnce sync.Once
+
+	wg sync.WaitGroup // every goroutine the engine started
+
+	timerSeq   atomic.Uint64
+	timersMu   sync.Mutex // guards timers and timersDead
+	timers     map[mai.TimerID]*engineTimer[F]
+	timersDead bool
+	tick       timerwheel.Timer
+
+	accepted atomic.Uint64
+	rejected [3]atomic.Uint64 // by mai.RejectReason
+}
+
+// New returns an engine whose connections use a Codec from newCodec and the
+// Handler h, configured by opts (see package mai's WithX options). It
+// reports an error wrapping mai.ErrInvalidOption for an invalid
+// configuration. The engine starts its timer goroutine and command loop at
+// once; it has no connection until given one.
+func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Option) (*ProtocolEngine[F], error) {
+	if newCodec == nil {
+		return nil, fmt.Errorf("%w: nil codec factory", mai.ErrInvalidOption)
+	}
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil handler", mai.ErrInvalidOption)
+	}
+	o, err := mai.Build(opts...)
+	if err != nil {
+		return nil, err
+	}
+	useNP := false
+	switch o.Transport {
+	case mai.TransportAuto:
+		useNP = netpollSupported
+	case mai.TransportNetpoll:
+		if !netpollSupported {
+			return nil, fmt.Errorf("%w: netpoll transport on this platform", mai.ErrUnsupported)
+		}
+		useNP = true
+	}
+	pool, err := bufpool.New(bufpool.Config{
+		InitialSize: o.InitialBufferSize,
+		Preallocate: o.InitialBufferPoolSize,
+		MaxIdle:     o.MaxBufferPoolSize,
+		MaxSize:     o.MaxPooledBufferSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", mai.ErrInvalidOption, err)
+	}
+	e := &ProtocolEngine[F]{
+		newCodec:  newCodec,
+		h:         h,
+		opts:      o,
+		log:       o.Logger,
+		pool:      pool,
+		wheel:     timerwheel.New(o.TimerResolution, 512),
+		useNP:     useNP,
+		cmds:      make(chan Command[F], 128),
+		allDone:   make(chan struct{}),
+		listeners: make(map[string]*listener),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		stopWheel: make(chan struct{}),
+		timers:    make(map[mai.TimerID]*engineTimer[F]),
+	}
+	e.baseCtx, e.baseCancel = context.WithCancel(context.Background())
+	e.reg.init(o.ConnCapacity)
+	e.exec.spawn = e.spawn
+	e.spawn(func() { e.wheel.Run(e.stopWheel) })
+	e.spawn(e.commandLoop)
+	e.startTick()
+	return e, nil
+}
+
+// Options returns the engine's configuration, defaults filled in.
+func (e *ProtocolEngine[F]) Options() mai.Options { return e.opts }
+
+// spawn runs fn on a new goroutine the engine waits for when it stops.
+func (e *ProtocolEngine[F]) spawn(fn func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		fn()
+	}()
+}
+
+// goRun runs c's mailbox on a new goroutine; the caller holds c.serial and
+// hands it over.
+func (e *ProtocolEngine[F]) goRun(c *conn[F]) { e.spawn(c.release) }
+
+// goFlush runs c's flush loop on a new goroutine; the caller set flushing.
+func (e *ProtocolEngine[F]) goFlush(c *conn[F]) { e.spawn(c.flushLoop) }
+
+// adopt takes a connected net.Conn: admission, registration, transport,
+// then OnReady on the connection's runner. On error nc is closed.
+func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) (mai.ConnID, error) {
+	info := mai.ConnInfo{
+		Origin:     origin,
+		Listener:   lname,
+		LocalAddr:  nc.LocalAddr(),
+		RemoteAddr: nc.RemoteAddr(),
+		Since:      time.Now(),
+		Writable:   true,
+	}
+	if err := e.admit(info); err != nil {
+		_ = nc.Close()
+		return 0, err
+	}
+	cd, err := e.makeCodec()
+	if err != nil {
+		_ = nc.Close()
+		return 0, err
+	}
+	e.lifeMu.Lock()
+	if e.shutting {
+		e.lifeMu.Unlock()
+		_ = nc.Close()
+		return 0, fmt.Errorf("take connection: %w", mai.ErrShutdown)
+	}
+	e.live++
+	e.lifeMu.Unlock()
+
+	c := &conn[F]{
+		e:        e,
+		codec:    cd,
+		origin:   origin,
+		listener: lname,
+		laddr:    info.LocalAddr,
+		raddr:    info.RemoteAddr,
+		since:    info.Since,
+		writable: true,
+	}
+	c.sizer, _ = cd.(codec.Sizer)
+	// The runner role is ours until the mailbox (OnReady first) is handed
+	// to its own goroutine below: input that arrives meanwhile waits.
+	c.serial.Lock()
+	c.running.Store(true)
+	c.id = e.reg.insert(c)
+	c.mbox = append(c.mbox, event[F]{kind: evReady})
+	c.startWatchdog()
+	attached := false
+	if e.useNP {
+		switch err := e.attachNetpoll(c, nc); {
+		case err == nil:
+			attached = true
+		case !isUnsupported(err):
+			c.stopWatchdog()
+			e.reg.remove(c.id)
+			c.serial.Unlock()
+			e.connDone()
+			_ = nc.Close()
+			return 0, err
+		}
+	}
+	if !attached {
+		e.attachStd(c, nc)
+	}
+	e.accepted.Add(1)
+	id := c.id
+	e.goRun(c)
+	// Shutdown may have started after the check above and missed c in its
+	// snapshot of the registry: close it here then.
+	select {
+	case <-e.closing:
+		_ = c.closeWith(nil, true)
+	default:
+	}
+	return id, nil
+}
+
+func isUnsupported(err error) bool { return err == mai.ErrUnsupported }
+
+func (e *ProtocolEngine[F]) makeCodec() (cd codec.Codec[F], err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: codec factory: %v", mai.ErrPanic, r)
+		}
+	}()
+	cd = e.newCodec()
+	if cd == nil {
+		return nil, fmt.Errorf("%w: codec factory returned nil", mai.ErrInvalidOption)
+	}
+	return cd, nil
+}
+
+// admit applies WithMaxConns and the Handler's Admitter.
+func (e *ProtocolEngine[F]) admit(info mai.ConnInfo) error {
+	if max := e.opts.MaxConns; max > 0 && e.reg.len() >= max {
+		return e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", e.reg.len(), max)), info)
+	}
+	a, ok := e.h.(protocol.Admitter)
+	if !ok {
+		return nil
+	}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w: Admit: %v", mai.ErrPanic, r)
+			}
+		}()
+		return a.Admit(info)
+	}()
+	if err == nil {
+		return nil
+	}
+	re, ok := err.(*mai.RejectError)
+	if !ok {
+		re = mai.Reject(mai.RejectCustom, err)
+	}
+	return e.rejected1(re, info)
+}
+
+func (e *ProtocolEngine[F]) rejected1(re *mai.RejectError, info mai.ConnInfo) error {
+	if int(re.Reason) < len(e.rejected) {
+		e.rejected[re.Reason].Add(1)
+	}
+	e.log.Info("mai: connection rejected", "origin", info.Origin, "listener", info.Listener, "remote", info.RemoteAddr, "reason", re.Reason, "err", re.Err)
+	return re
+}
+
+// connDone counts a finished connection.
+func (e *ProtocolEngine[F]) connDone() {
+	e.lifeMu.Lock()
+	e.live--
+	if e.live == 0 && e.shutting {
+		close(e.allDone)
+	}
+	e.lifeMu.Unlock()
+}
+
+// Dial connects to address (see net.Dialer.DialContext; ctx bounds the
+// connect, not the connection) and hands the connection to the engine. A
+// failed dial or a rejected connection is returned as an error and no
+// callback runs; otherwise OnReady follows on the engine's goroutines.
+func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string) (mai.ConnID, error) {
+	select {
+	case <-e.closing:
+		return 0, fmt.Errorf("dial %s: %w", address, mai.ErrShutdown)
+	default:
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return 0, fmt.Errorf("mai: dial %s %s: %w", network, address, err)
+	}
+	return e.adopt(nc, mai.OriginDialed, "")
+}
+
+// Manage hands a connection accepted or dialed elsewhere to the engine,
+// which owns it from then on (the engine may close nc and continue on a
+// duplicate of its descriptor). On error nc is closed.
+func (e *ProtocolEngine[F]) Manage(nc net.Conn) (mai.ConnID, error) {
+	if nc == nil {
+		return 0, fmt.Errorf("%w: nil net.Conn", mai.ErrInvalidOption)
+	}
+	return e.adopt(nc, mai.OriginManaged, "")
+}
+
+// Shutdown stops the engine in order: it stops accepting, closes every
+// connection after writing what is queued for it, calls OnClosed exactly
+// once for each, and returns when every callback has returned and every
+// engine goroutine has ended. If ctx ends first, the remaining connections
+// are aborted (queued frames dropped) and ctx's error is returned; Wait then
+// reports when the engine has stopped. Calling Shutdown again waits again.
+// Do not call Shutdown from a Handler callback: it would wait for itself.
+func (e *ProtocolEngine[F]) Shutdown(ctx context.Context) error {
+	e.shutdownOnce.Do(e.beginShutdown)
+	select {
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range e.reg.snapshot(nil) {
+		_ = c.Abort()
+	}
+	return ctx.Err()
+}
+
+// beginShutdown closes listeners and connections and starts the goroutine
+// that finishes the shutdown once the last connection is gone.
+func (e *ProtocolEngine[F]) beginShutdown() {
+	e.lifeMu.Lock()
+	e.shutting = true
+	close(e.closing)
+	if e.live == 0 {
+		close(e.allDone)
+	}
+	lns := make([]*listener, 0, len(e.listeners))
+	for name, l := range e.listeners {
+		lns = append(lns, l)
+		delete(e.listeners, name)
+	}
+	e.lifeMu.Unlock()
+	for _, l := range lns {
+		l.stop()
+	}
+	for _, c := range e.reg.snapshot(nil) {
+		_ = c.closeWith(nil, true)
+	}
+	go func() {
+		<-e.allDone
+		e.stopEngineTimers()
+		e.exec.close()
+		close(e.stopWheel)
+		e.baseCancel()
+		e.wg.Wait()
+		close(e.done)
+	}()
+}
+
+// Wait blocks until the engine has stopped (after Shutdown).
+func (e *ProtocolEngine[F]) Wait() { <-e.done }
+
+// Done returns a channel closed when the engine has stopped.
+func (e *ProtocolEngine[F]) Done() <-chan struct{} { return e.done }
+
+// executor runs engine-wide callbacks (ticks, engine timers) one at a time,
+// in order, on an engine goroutine.
+type executor struct {
+	spawn   func(func())
+	mu      sync.Mutex // guards q, running, closed
+	q       []func()
+	running bool
+	closed  bool
+}
+
+func (x *executor) submit(fn func()) {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return
+	}
+	x.q = append(x.q, fn)
+	start := !x.running
+	x.running = true
+	x.mu.Unlock()
+	if start {
+		x.spawn(x.run)
+	}
+}
+
+func (x *executor) run() {
+	for {
+		x.mu.Lock()
+		if len(x.q) == 0 {
+			x.running = false
+			x.mu.Unlock()
+			return
+		}
+		fn := x.q[0]
+		x.q[0] = nil
+		x.q = x.q[1:]
+		x.mu.Unlock()
+		func() {
+			defer func() { _ = recover() }()
+			fn()
+		}()
+	}
+}
+
+func (x *executor) close() {
+	x.mu.Lock()
+	x.closed = true
+	x.mu.Unlock()
+}

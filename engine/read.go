@@ -1,0 +1,217 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/codec"
+)
+
+// input is called by the transport with bytes that just arrived. It is never
+// called concurrently for one connection, and data is valid only during the
+// call: every byte is either decoded into frames (delivered to OnFrame while
+// data is still valid, so frames may alias it) or copied into the pending
+// buffer. input never waits for more bytes; it may wait for serial while a
+// timer or Do callback of the same connection runs.
+func (c *conn[F]) input(data []byte) {
+	c.bytesIn.Add(uint64(len(data)))
+	c.serial.Lock()
+	c.running.Store(true)
+	// Events queued before this input (OnReady first of all) go first.
+	c.drain()
+	if !c.finished && !c.poisoned && !c.closing.Load() {
+		c.consume(data)
+	}
+	c.release()
+}
+
+// consume decodes data, or keeps it for later. serial is held.
+func (c *conn[F]) consume(data []byte) {
+	if c.pend != nil || c.paused.Load() {
+		// Older bytes come first, or decoding is paused: append.
+		if !c.appendPending(data) {
+			return
+		}
+		if !c.paused.Load() {
+			c.decodePending()
+		}
+		return
+	}
+	off := c.decodeFrom(data)
+	if c.poisoned || c.closing.Load() {
+		return
+	}
+	if off < len(data) {
+		c.appendPending(data[off:])
+	}
+	c.markPartial(off > 0)
+}
+
+// decodePending decodes what the pending buffer holds, as far as it can.
+// serial is held.
+func (c *conn[F]) decodePending() {
+	if c.pend == nil || c.poisoned {
+		return
+	}
+	off := c.decodeFrom(c.pend.B[c.pendOff:])
+	if c.pend == nil { // released by an error path
+		return
+	}
+	c.pendOff += off
+	unread := len(c.pend.B) - c.pendOff
+	switch {
+	case unread == 0:
+		c.e.pool.Put(c.pend)
+		c.pend, c.pendOff = nil, 0
+	case c.pendOff > 0 && c.pendOff >= unread:
+		// Compact when the consumed prefix is at least as large as what
+		// remains: each byte moves O(1) times overall.
+		n := copy(c.pend.B, c.pend.B[c.pendOff:])
+		c.pend.B = c.pend.B[:n]
+		c.pendOff = 0
+	}
+	c.markPartial(off > 0)
+}
+
+// appendPending copies data after the unread pending bytes, enforcing the
+// inbound bound. It reports false if the connection was failed for it.
+// serial is held.
+func (c *conn[F]) appendPending(data []byte) bool {
+	unread := 0
+	if c.pend != nil {
+		unread = len(c.pend.B) - c.pendOff
+	}
+	if unread+len(data) > c.e.opts.MaxInboundBytes {
+		c.dropPending()
+		c.poisoned = true
+		err := fmt.Errorf("%w: %d bytes held, limit %d", mai.ErrInboundLimit, unread+len(data), c.e.opts.MaxInboundBytes)
+		c.showError(err)
+		c.abortWith(err)
+		return false
+	}
+	if c.pend == nil {
+		c.pend = c.e.pool.Get()
+		c.pendOff = 0
+	}
+	// Reserve room for the whole frame once when its size is known, so a
+	// large frame is copied once instead of through repeated growth.
+	if want := c.need; want > 0 && cap(c.pend.B)-c.pendOff < want && want >= unread+len(data) {
+		nb := make([]byte, unread, want)
+		copy(nb, c.pend.B[c.pendOff:])
+		c.pend.B, c.pendOff = nb, 0
+	}
+	c.pend.B = append(c.pend.B, data...)
+	return true
+}
+
+func (c *conn[F]) dropPending() {
+	if c.pend != nil {
+		c.e.pool.Put(c.pend)
+		c.pend, c.pendOff, c.need = nil, 0, 0
+	}
+}
+
+// markPartial keeps the read-timeout clock: it runs while a partial frame is
+// buffered, and restarts when a frame completed. serial is held.
+func (c *conn[F]) markPartial(progress bool) {
+	if c.e.opts.ReadTimeout <= 0 {
+		return
+	}
+	if c.pend == nil {
+		c.readStart.Store(0)
+		return
+	}
+	if progress || c.readStart.Load() == 0 {
+		now := c.e.wheel.Now()
+		c.readStart.Store(now)
+		c.armBy(now + int64(c.e.opts.ReadTimeout))
+	}
+}
+
+// decodeFrom decodes frames from buf and delivers them, stopping at a
+// partial frame, a pause, or a close. It returns how many bytes were
+// consumed. Frames alias buf. serial is held.
+func (c *conn[F]) decodeFrom(buf []byte) int {
+	off := 0
+	maxFrame := c.e.opts.MaxFrameSize
+	for off < len(buf) && !c.closing.Load() && !c.paused.Load() {
+		rest := buf[off:]
+		if c.need > 0 && len(rest) < c.need {
+			break
+		}
+		frame, n, err := c.decode(rest)
+		if err != nil {
+			if errors.Is(err, codec.ErrSkip) && n > 0 && n <= len(rest) {
+				off += n
+				c.need = 0
+				continue
+			}
+			c.protocolError(err)
+			return len(buf)
+		}
+		if n == 0 { // need more bytes
+			if c.sizer != nil {
+				size, err := c.frameSize(rest)
+				if err != nil {
+					c.protocolError(err)
+					return len(buf)
+				}
+				if size > maxFrame {
+					c.protocolError(fmt.Errorf("%w: frame of %d bytes, limit %d", mai.ErrFrameTooLarge, size, maxFrame))
+					return len(buf)
+				}
+				if size > len(rest) {
+					c.need = size
+				}
+			}
+			if len(rest) > maxFrame {
+				c.protocolError(fmt.Errorf("%w: partial frame of %d bytes, limit %d", mai.ErrFrameTooLarge, len(rest), maxFrame))
+				return len(buf)
+			}
+			break
+		}
+		if n < 0 || n > len(rest) {
+			c.protocolError(fmt.Errorf("codec consumed %d bytes of %d", n, len(rest)))
+			return len(buf)
+		}
+		off += n
+		c.need = 0
+		c.framesIn.Add(1)
+		c.gotFrame.Store(true)
+		c.lastActivity.Store(c.e.wheel.Now())
+		if err := c.callFrame(frame); err != nil {
+			c.fail(err)
+		}
+	}
+	return off
+}
+
+// protocolError fails the connection for a decode error: nothing it
+// received is decoded again. serial is held.
+func (c *conn[F]) protocolError(err error) {
+	c.poisoned = true
+	c.dropPending()
+	if !errors.Is(err, mai.ErrProtocol) {
+		err = fmt.Errorf("%w: %w", mai.ErrProtocol, err)
+	}
+	c.fail(err)
+}
+
+func (c *conn[F]) decode(src []byte) (frame F, n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec Decode: %w", c.panicked(r))
+		}
+	}()
+	return c.codec.Decode(src)
+}
+
+func (c *conn[F]) frameSize(src []byte) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec FrameSize: %w", c.panicked(r))
+		}
+	}()
+	return c.sizer.FrameSize(src), nil
+}

@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"time"
+
+	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/protocol"
+)
+
+// eventKind is what a mailbox event asks the runner to do.
+type eventKind uint8
+
+const (
+	evReady       eventKind = iota // call OnReady
+	evTimeout                      // call OnTimeout
+	evDo                           // run a function from Do
+	evWritability                  // call OnWritabilityChanged
+	evResume                       // decode input held while paused
+	evTick                         // call OnConnTick
+	evClosed                       // call OnError (if due) and OnClosed; always last
+)
+
+// event is one entry of a connection's mailbox.
+type event[F any] struct {
+	kind     eventKind
+	writable bool
+	timeout  mai.Timeout
+	fn       func(mai.Context[F])
+	now      time.Time
+}
+
+// A connection's callbacks run one at a time. Whoever holds c.serial is the
+// runner: it runs what it came for (decoding input, on the read path), then
+// drains the mailbox, lets go of serial, flushes what the callbacks queued,
+// and checks the mailbox once more so that no posted event is stranded.
+// Events posted from other goroutines (timers, Do, writability) try to
+// become the runner; if serial is busy, the current runner will see them.
+
+// post queues ev and makes sure a runner will handle it. It never blocks on
+// serial and may be called from any goroutine, including a callback.
+func (c *conn[F]) post(ev event[F]) {
+	c.mboxMu.Lock()
+	if c.mboxDone {
+		c.mboxMu.Unlock()
+		return
+	}
+	if ev.kind == evClosed {
+		c.mboxDone = true
+	}
+	c.mbox = append(c.mbox, ev)
+	c.mboxMu.Unlock()
+	if c.serial.TryLock() {
+		c.running.Store(true)
+		c.e.goRun(c)
+	}
+}
+
+// mailWaiting reports whether events are queued.
+func (c *conn[F]) mailWaiting() bool {
+	c.mboxMu.Lock()
+	defer c.mboxMu.Unlock()
+	return len(c.mbox) > 0
+}
+
+// drain handles queued events until the mailbox is empty. serial is held.
+func (c *conn[F]) drain() {
+	for {
+		c.mboxMu.Lock()
+		evs := c.mbox
+		c.mbox, c.spare = c.spare, nil
+		c.mboxMu.Unlock()
+		if len(evs) == 0 {
+			c.mboxMu.Lock()
+			if c.spare == nil {
+				c.spare = evs
+			}
+			c.mboxMu.Unlock()
+			return
+		}
+		for i := range evs {
+			c.handle(&evs[i])
+			evs[i] = event[F]{}
+		}
+		c.mboxMu.Lock()
+		if c.spare == nil {
+			c.spare = evs[:0]
+		}
+		c.mboxMu.Unlock()
+	}
+}
+
+// release ends a run: it drains the mailbox, unlocks serial, flushes what
+// the callbacks sent, and takes serial again if events arrived meanwhile.
+func (c *conn[F]) release() {
+	for {
+		c.drain()
+		c.running.Store(false)
+		c.serial.Unlock()
+		c.flushOwed()
+		if !c.mailWaiting() || !c.serial.TryLock() {
+			return
+		}
+		c.running.Store(true)
+	}
+}
+
+// handle runs one event. serial is held.
+func (c *conn[F]) handle(ev *event[F]) {
+	if c.finished {
+		return
+	}
+	switch ev.kind {
+	case evReady:
+		c.readied = true
+		if err := c.callReady(); err != nil {
+			c.fail(err)
+		}
+	case evTimeout:
+		if err := c.callTimeout(ev.timeout); err != nil {
+			c.fail(err)
+		}
+	case evDo:
+		c.callDo(ev.fn)
+	case evWritability:
+		if wh, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
+			c.callWritability(wh, ev.writable)
+		}
+	case evResume:
+		c.decodePending()
+	case evTick:
+		if th, ok := c.e.h.(protocol.ConnTicker[F]); ok {
+			c.callTick(th, ev.now)
+		}
+	case evClosed:
+		c.closedEvent()
+	}
+}
+
+// fail reports err to OnError (once) and starts an orderly close with it.
+// serial is held: this is the runner reacting to an error it saw.
+func (c *conn[F]) fail(err error) {
+	c.showError(err)
+	c.closing.Store(true)
+	_ = c.closeWith(err, false)
+}
+
+// showError calls OnError once. serial is held.
+func (c *conn[F]) showError(err error) {
+	if c.errShown || !isFailure(err) {
+		return
+	}
+	c.errShown = true
+	c.e.log.Debug("mai: connection error", "conn", c.id, "remote", c.raddr, "err", err)
+	c.callError(err)
+}
+
+// closedEvent delivers the end of the connection. serial is held.
+func (c *conn[F]) closedEvent() {
+	cause := c.closeCause()
+	if errors.Is(cause, io.EOF) && c.pend != nil && len(c.pend.B) > c.pendOff && !c.poisoned {
+		cause = fmt.Errorf("%w (%d bytes)", mai.ErrPartialFrame, len(c.pend.B)-c.pendOff)
+	}
+	c.showError(cause)
+	c.callClosed(cause)
+	c.finish()
+}
+
+// isFailure tells the causes that OnError sees from orderly ends.
+func isFailure(err error) bool {
+	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, mai.ErrAborted)
+}
+
+// The call* methods run one Handler callback with panics recovered: a panic
+// becomes an error wrapping mai.ErrPanic that closes this connection only.
+
+func (c *conn[F]) panicked(r any) error {
+	c.e.log.Error("mai: panic in handler", "conn", c.id, "panic", r, "stack", string(debug.Stack()))
+	return fmt.Errorf("%w: %v", mai.ErrPanic, r)
+}
+
+func (c *conn[F]) callReady() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked(r)
+		}
+	}()
+	return c.e.h.OnReady(c)
+}
+
+func (c *conn[F]) callFrame(f F) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked(r)
+		}
+	}()
+	return c.e.h.OnFrame(c, f)
+}
+
+func (c *conn[F]) callTimeout(t mai.Timeout) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked(r)
+		}
+	}()
+	return c.e.h.OnTimeout(c, t)
+}
+
+func (c *conn[F]) callDo(fn func(mai.Context[F])) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.fail(c.panicked(r))
+		}
+	}()
+	fn(c)
+}
+
+func (c *conn[F]) callWritability(wh protocol.WritabilityHandler[F], writable bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.fail(c.panicked(r))
+		}
+	}()
+	wh.OnWritabilityChanged(c, writable)
+}
+
+func (c *conn[F]) callTick(th protocol.ConnTicker[F], now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.fail(c.panicked(r))
+		}
+	}()
+	th.OnConnTick(c, now)
+}
+
+func (c *conn[F]) callError(err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = c.panicked(r)
+		}
+	}()
+	c.e.h.OnError(c, err)
+}
+
+func (c *conn[F]) callClosed(err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = c.panicked(r)
+		}
+	}()
+	c.e.h.OnClosed(c, err)
+}

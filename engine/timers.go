@@ -1,0 +1,289 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/internal/timerwheel"
+	"github.com/mai-go/mai/protocol"
+)
+
+// The watchdog: one wheel timer per connection checks the idle, read, write
+// and handshake timeouts. The hot paths only store timestamps (an atomic
+// store per frame); the watchdog fires at the earliest deadline it knows,
+// finds out what really expired, and re-arms itself. So pushing an idle
+// timeout forward costs one store, and the wheel sees about one operation
+// per timeout period per connection.
+
+func (e *ProtocolEngine[F]) watchdogEnabled() bool {
+	o := &e.opts
+	return o.IdleTimeout > 0 || o.ReadTimeout > 0 || o.WriteTimeout > 0 || o.HandshakeTimeout > 0
+}
+
+// startWatchdog arms the watchdog of a new connection.
+func (c *conn[F]) startWatchdog() {
+	now := c.e.wheel.Now()
+	c.readyAt = now
+	c.lastActivity.Store(now)
+	if !c.e.watchdogEnabled() {
+		return
+	}
+	c.wd.Init(watchdogFired[F], c)
+	if d := c.nextDeadline(); d > 0 {
+		c.armBy(d)
+	}
+}
+
+// nextDeadline is the earliest time a timeout could expire, or 0.
+func (c *conn[F]) nextDeadline() int64 {
+	o := &c.e.opts
+	var d int64
+	earliest := func(t int64) {
+		if d == 0 || t < d {
+			d = t
+		}
+	}
+	if o.IdleTimeout > 0 {
+		earliest(c.lastActivity.Load() + int64(o.IdleTimeout))
+	}
+	if rs := c.readStart.Load(); o.ReadTimeout > 0 && rs != 0 {
+		earliest(rs + int64(o.ReadTimeout))
+	}
+	if ws := c.writeStart.Load(); o.WriteTimeout > 0 && ws != 0 {
+		earliest(ws + int64(o.WriteTimeout))
+	}
+	if o.HandshakeTimeout > 0 && !c.gotFrame.Load() && !c.handshakeFired {
+		earliest(c.readyAt + int64(o.HandshakeTimeout))
+	}
+	return d
+}
+
+// armBy makes sure the watchdog fires no later than deadline.
+func (c *conn[F]) armBy(deadline int64) {
+	c.wdMu.Lock()
+	if !c.wdDead && (c.wdArmed == 0 || deadline < c.wdArmed) {
+		c.wdArmed = deadline
+		c.e.wheel.Schedule(&c.wd, deadline)
+	}
+	c.wdMu.Unlock()
+}
+
+// stopWatchdog disarms the watchdog for good.
+func (c *conn[F]) stopWatchdog() {
+	c.wdMu.Lock()
+	c.wdDead = true
+	c.wdArmed = 0
+	c.e.wheel.Stop(&c.wd)
+	c.wdMu.Unlock()
+}
+
+// watchdogFired runs on the wheel goroutine; it must not block.
+func watchdogFired[F any](t *timerwheel.Timer, now int64) {
+	c := t.Arg().(*conn[F])
+	o := &c.e.opts
+	var fired [4]mai.TimeoutKind
+	n := 0
+	c.wdMu.Lock()
+	if c.wdDead {
+		c.wdMu.Unlock()
+		return
+	}
+	c.wdArmed = 0
+	if o.IdleTimeout > 0 {
+		if la := c.lastActivity.Load(); now-la >= int64(o.IdleTimeout) && c.lastActivity.CompareAndSwap(la, now) {
+			fired[n], n = mai.TimeoutIdle, n+1
+		}
+	}
+	if rs := c.readStart.Load(); o.ReadTimeout > 0 && rs != 0 && now-rs >= int64(o.ReadTimeout) && c.readStart.CompareAndSwap(rs, now) {
+		fired[n], n = mai.TimeoutRead, n+1
+	}
+	if ws := c.writeStart.Load(); o.WriteTimeout > 0 && ws != 0 && now-ws >= int64(o.WriteTimeout) && c.writeStart.CompareAndSwap(ws, now) {
+		fired[n], n = mai.TimeoutWrite, n+1
+	}
+	if o.HandshakeTimeout > 0 && !c.handshakeFired && !c.gotFrame.Load() && now-c.readyAt >= int64(o.HandshakeTimeout) {
+		c.handshakeFired = true
+		fired[n], n = mai.TimeoutHandshake, n+1
+	}
+	if d := c.nextDeadline(); d > 0 {
+		c.wdArmed = d
+		c.e.wheel.Schedule(&c.wd, d)
+	}
+	c.wdMu.Unlock()
+	for _, k := range fired[:n] {
+		c.post(event[F]{kind: evTimeout, timeout: mai.Timeout{Kind: k}})
+	}
+}
+
+// connTimer is a user timer of a connection.
+type connTimer[F any] struct {
+	t       timerwheel.Timer
+	c       *conn[F]
+	id      mai.TimerID
+	payload any
+}
+
+// SetTimer implements mai.Context.
+func (c *conn[F]) SetTimer(d time.Duration, payload any) (mai.TimerID, error) {
+	if d < 0 {
+		return 0, fmt.Errorf("%w: negative timer duration %v", mai.ErrInvalidOption, d)
+	}
+	ct := &connTimer[F]{c: c, id: mai.TimerID(c.e.timerSeq.Add(1)), payload: payload}
+	ct.t.Init(connTimerFired[F], ct)
+	c.timersMu.Lock()
+	if c.timersDead {
+		c.timersMu.Unlock()
+		return 0, fmt.Errorf("set timer on %v: %w", c.id, mai.ErrClosed)
+	}
+	if c.timers == nil {
+		c.timers = make(map[mai.TimerID]*connTimer[F])
+	}
+	c.timers[ct.id] = ct
+	c.e.wheel.Schedule(&ct.t, c.e.wheel.Now()+int64(d))
+	c.timersMu.Unlock()
+	return ct.id, nil
+}
+
+// CancelTimer implements mai.Context.
+func (c *conn[F]) CancelTimer(id mai.TimerID) bool {
+	c.timersMu.Lock()
+	ct, ok := c.timers[id]
+	if ok {
+		delete(c.timers, id)
+		c.e.wheel.Stop(&ct.t)
+	}
+	c.timersMu.Unlock()
+	return ok
+}
+
+// stopTimers cancels every user timer; later SetTimer calls fail.
+func (c *conn[F]) stopTimers() {
+	c.timersMu.Lock()
+	c.timersDead = true
+	for id, ct := range c.timers {
+		c.e.wheel.Stop(&ct.t)
+		delete(c.timers, id)
+	}
+	c.timers = nil
+	c.timersMu.Unlock()
+}
+
+func connTimerFired[F any](t *timerwheel.Timer, _ int64) {
+	ct := t.Arg().(*connTimer[F])
+	c := ct.c
+	c.timersMu.Lock()
+	_, ok := c.timers[ct.id]
+	if ok {
+		delete(c.timers, ct.id)
+	}
+	c.timersMu.Unlock()
+	if ok {
+		c.post(event[F]{kind: evTimeout, timeout: mai.Timeout{Kind: mai.TimeoutTimer, Timer: ct.id, Payload: ct.payload}})
+	}
+}
+
+// Engine-wide timers and ticks. Their callbacks run on the engine's
+// executor: one at a time, in order, never on the wheel goroutine.
+
+type engineTimer[F any] struct {
+	t       timerwheel.Timer
+	e       *ProtocolEngine[F]
+	id      mai.TimerID
+	payload any
+}
+
+// SetTimer arranges for the Handler's OnEngineTimer (protocol.EngineTimerHandler)
+// to receive payload after d. It fails if the Handler does not implement
+// protocol.EngineTimerHandler, or once the engine is shutting down. Safe for
+// concurrent use.
+func (e *ProtocolEngine[F]) SetTimer(d time.Duration, payload any) (mai.TimerID, error) {
+	if _, ok := e.h.(protocol.EngineTimerHandler); !ok {
+		return 0, fmt.Errorf("%w: the Handler does not implement protocol.EngineTimerHandler", mai.ErrUnsupported)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%w: negative timer duration %v", mai.ErrInvalidOption, d)
+	}
+	et := &engineTimer[F]{e: e, id: mai.TimerID(e.timerSeq.Add(1)), payload: payload}
+	et.t.Init(engineTimerFired[F], et)
+	e.timersMu.Lock()
+	defer e.timersMu.Unlock()
+	if e.timersDead {
+		return 0, fmt.Errorf("set timer: %w", mai.ErrShutdown)
+	}
+	e.timers[et.id] = et
+	e.wheel.Schedule(&et.t, e.wheel.Now()+int64(d))
+	return et.id, nil
+}
+
+// CancelTimer cancels an engine-wide timer; it reports whether the timer was
+// still pending. Safe for concurrent use.
+func (e *ProtocolEngine[F]) CancelTimer(id mai.TimerID) bool {
+	e.timersMu.Lock()
+	defer e.timersMu.Unlock()
+	et, ok := e.timers[id]
+	if ok {
+		delete(e.timers, id)
+		e.wheel.Stop(&et.t)
+	}
+	return ok
+}
+
+func engineTimerFired[F any](t *timerwheel.Timer, _ int64) {
+	et := t.Arg().(*engineTimer[F])
+	e := et.e
+	e.timersMu.Lock()
+	_, ok := e.timers[et.id]
+	delete(e.timers, et.id)
+	e.timersMu.Unlock()
+	if !ok {
+		return
+	}
+	if th, ok := e.h.(protocol.EngineTimerHandler); ok {
+		e.exec.submit(func() { th.OnEngineTimer(et.id, et.payload) })
+	}
+}
+
+// stopEngineTimers cancels every engine-wide timer and the tick.
+func (e *ProtocolEngine[F]) stopEngineTimers() {
+	e.timersMu.Lock()
+	e.timersDead = true
+	for id, et := range e.timers {
+		e.wheel.Stop(&et.t)
+		delete(e.timers, id)
+	}
+	e.timersMu.Unlock()
+	e.wheel.Stop(&e.tick)
+}
+
+// startTick arms the periodic tick when the Handler wants one.
+func (e *ProtocolEngine[F]) startTick() {
+	_, engineTick := e.h.(protocol.Ticker)
+	_, connTick := e.h.(protocol.ConnTicker[F])
+	if e.opts.TickInterval <= 0 || (!engineTick && !connTick) {
+		return
+	}
+	e.tick.Init(tickFired[F], e)
+	e.wheel.Schedule(&e.tick, e.wheel.Now()+int64(e.opts.TickInterval))
+}
+
+func tickFired[F any](t *timerwheel.Timer, now int64) {
+	e := t.Arg().(*ProtocolEngine[F])
+	e.timersMu.Lock()
+	dead := e.timersDead
+	if !dead {
+		e.wheel.Schedule(&e.tick, now+int64(e.opts.TickInterval))
+	}
+	e.timersMu.Unlock()
+	if dead {
+		return
+	}
+	wall := time.Now()
+	if th, ok := e.h.(protocol.Ticker); ok {
+		e.exec.submit(func() { th.OnTick(wall) })
+	}
+	if _, ok := e.h.(protocol.ConnTicker[F]); ok {
+		for _, c := range e.reg.snapshot(nil) {
+			c.post(event[F]{kind: evTick, now: wall})
+		}
+	}
+}

@@ -1,0 +1,96 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
+
+	"github.com/mai-go/mai"
+)
+
+const netpollSupported = true
+
+// npTransport drives a connection with netpoll: input arrives in OnRequest
+// on netpoll's goroutine pool, and the flush loop writes through the
+// connection's Writer (WriteBinary, then one Flush per batch).
+type npTransport struct {
+	nc netpoll.Connection
+}
+
+func (t *npTransport) write(p []byte) error {
+	w := t.nc.Writer()
+	if _, err := w.WriteBinary(p); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func (t *npTransport) close() { _ = t.nc.Close() }
+
+// attachNetpoll moves nc's socket to netpoll: its descriptor is duplicated
+// (close-on-exec) and nc is closed, so the Go runtime's poller lets go of it.
+// It reports ErrUnsupported for a net.Conn without a descriptor (TLS, pipes);
+// the caller then uses the std transport.
+func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return mai.ErrUnsupported
+	}
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		return mai.ErrUnsupported
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("%w: %w", mai.ErrUnsupported, err)
+	}
+	fd := -1
+	var dupErr error
+	if err := raw.Control(func(s uintptr) {
+		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return fmt.Errorf("%w: %w", mai.ErrUnsupported, err)
+	}
+	if dupErr != nil {
+		return fmt.Errorf("mai: duplicate descriptor: %w", dupErr)
+	}
+	_ = nc.Close()
+	npc, err := netpoll.NewFDConnection(fd)
+	if err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("mai: netpoll connection: %w", err)
+	}
+	t := &npTransport{nc: npc}
+	c.tr = t
+	_ = npc.AddCloseCallback(func(netpoll.Connection) error {
+		c.transportClosed(nil)
+		return nil
+	})
+	_ = npc.SetOnRequest(func(_ context.Context, nconn netpoll.Connection) error {
+		r := nconn.Reader()
+		n := r.Len()
+		if n == 0 {
+			return nil
+		}
+		buf, err := r.Peek(n)
+		if err != nil {
+			return err
+		}
+		c.input(buf)
+		_ = r.Skip(n)
+		return r.Release()
+	})
+	// The peer may have hung up before OnRequest was set, when netpoll does
+	// not run close callbacks by itself: closing runs ours.
+	if !npc.IsActive() {
+		t.close()
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/protocol"
+)
+
+// Send implements mai.Context. The frame is encoded at once into the
+// connection's pooled outbound buffer, under outMu (so concurrent senders'
+// frames never interleave and each sender's frames keep their order). The
+// bytes are written by a single flusher per connection: the runner, when the
+// Send came from a callback (one write per batch of callbacks), or a
+// goroutine the Send starts otherwise.
+func (c *conn[F]) Send(frame F) error {
+	c.outMu.Lock()
+	if c.state != stateOpen {
+		c.outMu.Unlock()
+		return fmt.Errorf("send to %v: %w", c.id, mai.ErrClosed)
+	}
+	high := c.e.opts.WriteBufferHighWater
+	queued := c.inflight
+	if c.out != nil {
+		queued += len(c.out.B)
+	}
+	if queued >= high {
+		c.outMu.Unlock()
+		err := fmt.Errorf("send to %v: %w (%d bytes queued)", c.id, mai.ErrBackpressure, queued)
+		if c.e.opts.Backpressure == mai.BackpressureClose {
+			c.abortWith(err)
+		}
+		return err
+	}
+	if c.out == nil {
+		c.out = c.e.pool.Get()
+	}
+	before := len(c.out.B)
+	b, err := c.encode(c.out.B, frame)
+	if err != nil {
+		c.out.B = c.out.B[:before]
+		if before == 0 && !c.flushing {
+			c.e.pool.Put(c.out)
+			c.out = nil
+		}
+		c.outMu.Unlock()
+		return fmt.Errorf("send to %v: %w: %w", c.id, mai.ErrEncode, err)
+	}
+	c.out.B = b
+	c.framesOut.Add(1)
+	queued = c.inflight + len(b)
+	startFlush := false
+	if !c.flushing && (!c.running.Load() || queued >= high) {
+		c.flushing, startFlush = true, true
+	}
+	crossed := c.writable && queued >= high
+	if crossed {
+		c.writable = false
+	}
+	c.outMu.Unlock()
+	if crossed {
+		c.paused.Store(true)
+		if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
+			c.post(event[F]{kind: evWritability, writable: false})
+		}
+	}
+	if startFlush {
+		c.e.goFlush(c)
+	}
+	return nil
+}
+
+func (c *conn[F]) encode(dst []byte, frame F) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = dst, fmt.Errorf("codec Encode: %w", c.panicked(r))
+		}
+	}()
+	return c.codec.Encode(dst, frame)
+}
+
+// flushOwed writes what callbacks queued during a run. Called by the runner
+// after it let go of serial, so no lock is held across the write.
+func (c *conn[F]) flushOwed() {
+	c.outMu.Lock()
+	if c.flushing || c.state == stateClosed || c.out == nil || len(c.out.B) == 0 {
+		c.outMu.Unlock()
+		return
+	}
+	c.flushing = true
+	c.outMu.Unlock()
+	c.flushLoop()
+}
+
+// flushLoop writes queued bytes until the queue is empty. Exactly one
+// goroutine runs it for a connection at a time: the one that set flushing.
+// Each round takes the whole queue as one batch (one write). A buffer goes
+// back to the pool only after its write finished, since the transport may
+// keep references to it until then.
+func (c *conn[F]) flushLoop() {
+	opts := &c.e.opts
+	for {
+		c.outMu.Lock()
+		if c.state == stateClosed {
+			c.flushing = false
+			c.outMu.Unlock()
+			c.writeStart.Store(0)
+			return
+		}
+		if c.out == nil || len(c.out.B) == 0 {
+			c.flushing = false
+			closeNow := c.state == stateClosing
+			if closeNow {
+				c.state = stateClosed
+			}
+			c.outMu.Unlock()
+			c.writeStart.Store(0)
+			if closeNow {
+				c.tr.close()
+			}
+			return
+		}
+		buf := c.out
+		c.out = nil
+		c.inflight = len(buf.B)
+		c.outMu.Unlock()
+
+		now := c.e.wheel.Now()
+		if opts.WriteTimeout > 0 {
+			c.writeStart.Store(now)
+			c.armBy(now + int64(opts.WriteTimeout))
+		}
+		err := c.tr.write(buf.B)
+		if err != nil {
+			// The transport may still refer to buf: leave it to the GC.
+			c.outMu.Lock()
+			c.flushing = false
+			c.inflight = 0
+			c.outMu.Unlock()
+			c.writeStart.Store(0)
+			c.abortWith(fmt.Errorf("mai: write to %v: %w", c.id, err))
+			return
+		}
+		c.bytesOut.Add(uint64(len(buf.B)))
+		c.lastActivity.Store(c.e.wheel.Now())
+		c.e.pool.Put(buf)
+
+		c.outMu.Lock()
+		c.inflight = 0
+		queued := 0
+		if c.out != nil {
+			queued = len(c.out.B)
+		}
+		resumed := !c.writable && queued <= opts.WriteBufferLowWater
+		if resumed {
+			c.writable = true
+		}
+		c.outMu.Unlock()
+		if resumed {
+			c.paused.Store(false)
+			c.post(event[F]{kind: evResume})
+			if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
+				c.post(event[F]{kind: evWritability, writable: true})
+			}
+		}
+	}
+}
