@@ -77,6 +77,7 @@ type Options struct {
 
 	MaxConns     int
 	ConnCapacity int
+	Pollers      int
 
 	Transport     Transport
 	Logger        *slog.Logger
@@ -166,6 +167,8 @@ func (o *Options) validate() error {
 		return bad("TickInterval %v is under TimerResolution %v", o.TickInterval, o.TimerResolution)
 	case o.MaxConns < 0:
 		return bad("MaxConns %d must not be negative", o.MaxConns)
+	case o.Pollers < 0:
+		return bad("Pollers %d must not be negative", o.Pollers)
 	case o.ConnCapacity < 0:
 		return bad("ConnCapacity %d must not be negative", o.ConnCapacity)
 	case o.Transport > TransportStd:
@@ -279,3 +282,13 @@ func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l 
 func WithListenControl(fn func(network, address string, c syscall.RawConn) error) Option {
 	return func(o *Options) { o.ListenControl = fn }
 }
+
+// WithPollers sets the number of netpoll pollers (epoll/kqueue loops) by
+// calling netpoll.SetNumLoops(n) when the engine is created. This is a
+// process-wide setting shared with every other netpoll user in the process,
+// which is why mai never changes it unless asked. Default 0: netpoll's own
+// configuration is left as it is (one poller per 20 CPUs, at least one).
+// How netpoll runs callbacks (its goroutine pool, or inline on the poller
+// with netpoll.DisableGopool) is likewise left to the application. Servers
+// and clients on the netpoll transport.
+func WithPollers(n int) Option { return func(o *Options) { o.Pollers = n } }

@@ -98,7 +98,8 @@ func (c ShutdownCmd[F]) reply() chan<- Result { return c.Reply }
 //	}
 //
 // Commands still buffered when Shutdown starts are answered with an error
-// wrapping mai.ErrShutdown (ShutdownCmd's Reply waits for the engine to stop).
+// wrapping mai.ErrShutdown. ShutdownCmd's Reply receives its Result when the
+// engine has stopped, and only if it has room then (make it buffered).
 func (e *ProtocolEngine[F]) Commands() chan<- Command[F] { return e.cmds }
 
 func (e *ProtocolEngine[F]) commandLoop() {
@@ -133,11 +134,15 @@ func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
 	if sc, ok := cmd.(ShutdownCmd[F]); ok {
 		e.shutdownOnce.Do(e.beginShutdown)
 		if sc.Reply != nil {
-			// The reply waits for the stop; it must not hold up the loop,
-			// and the loop's own exit is part of the stop.
+			// The reply waits for the stop, which includes this loop's
+			// exit, so it cannot be one of the engine's counted goroutines.
+			// It never blocks after the stop: Reply must have room.
 			go func() {
 				<-e.done
-				sc.Reply <- Result{}
+				select {
+				case sc.Reply <- Result{}:
+				default:
+				}
 			}()
 		}
 		return

@@ -45,14 +45,14 @@ type conn[F any] struct {
 	// fields in this block. It is the one lock held across user callbacks;
 	// no other lock is ever taken while waiting for it, and the read path is
 	// the only place that blocks on it.
-	serial     sync.Mutex
-	pend       *bufpool.Buffer // undecoded input; nil when empty
-	pendOff    int             // start of the undecoded bytes in pend.B
-	need       int             // total size of the partial frame at pendOff (Sizer), 0 if unknown
-	readied    bool            // OnReady ran
-	finished   bool            // OnClosed ran; the connection is gone
-	errShown   bool            // OnError ran
-	poisoned   bool            // a decode error happened: input is dropped from now on
+	serial   sync.Mutex
+	pend     *bufpool.Buffer // undecoded input; nil when empty
+	pendOff  int             // start of the undecoded bytes in pend.B
+	need     int             // total size of the partial frame at pendOff (Sizer), 0 if unknown
+	readied  bool            // OnReady ran
+	finished bool            // OnClosed ran; the connection is gone
+	errShown bool            // OnError ran
+	poisoned bool            // a decode error happened: input is dropped from now on
 
 	// running is true while serial is held by a runner; Sends made then are
 	// flushed by the runner when it lets go, as one batch.

@@ -87,6 +87,11 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 		}
 		useNP = true
 	}
+	if o.Pollers > 0 && useNP {
+		if err := setPollers(o.Pollers); err != nil {
+			return nil, fmt.Errorf("%w: WithPollers(%d): %w", mai.ErrInvalidOption, o.Pollers, err)
+		}
+	}
 	pool, err := bufpool.New(bufpool.Config{
 		InitialSize: o.InitialBufferSize,
 		Preallocate: o.InitialBufferPoolSize,

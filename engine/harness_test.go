@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -296,16 +294,4 @@ func openFDs(t testing.TB) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(ents)
-}
-
-// counter counts callbacks of a kind, for handlers built in tests.
-type counter struct{ n atomic.Int64 }
-
-func hasAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
 }

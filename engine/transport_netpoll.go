@@ -1,4 +1,4 @@
-//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+//go:build (linux && (amd64 || arm64 || riscv64 || loong64 || ppc64le || s390x)) || ((darwin || freebsd || netbsd || openbsd || dragonfly) && (amd64 || arm64))
 
 package engine
 
@@ -94,3 +94,6 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 	}
 	return nil
 }
+
+// setPollers sets netpoll's number of pollers, process-wide.
+func setPollers(n int) error { return netpoll.Configure(netpoll.Config{PollerNum: n}) }

@@ -1,4 +1,4 @@
-//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+//go:build !((linux && (amd64 || arm64 || riscv64 || loong64 || ppc64le || s390x)) || ((darwin || freebsd || netbsd || openbsd || dragonfly) && (amd64 || arm64)))
 
 package engine
 
@@ -13,3 +13,5 @@ const netpollSupported = false
 func (e *ProtocolEngine[F]) attachNetpoll(*conn[F], net.Conn) error {
 	return mai.ErrUnsupported
 }
+
+func setPollers(int) error { return mai.ErrUnsupported }

@@ -157,11 +157,12 @@ func (c *conn[F]) flushLoop() {
 		}
 		c.outMu.Unlock()
 		if resumed {
-			c.paused.Store(false)
-			c.post(event[F]{kind: evResume})
+			// Tell the handler first, then decode what was held back.
 			if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
 				c.post(event[F]{kind: evWritability, writable: true})
 			}
+			c.paused.Store(false)
+			c.post(event[F]{kind: evResume})
 		}
 	}
 }
