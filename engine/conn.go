@@ -62,7 +62,8 @@ type conn[F any] struct {
 	// closing stops decoding once the connection is closing for any reason.
 	closing atomic.Bool
 
-	mboxMu sync.Mutex // guards mbox and mboxDone
+	mailN  atomic.Int32 // len(mbox), readable without mboxMu
+	mboxMu sync.Mutex   // guards mbox, spare and mboxDone
 	mbox   []event[F]
 	spare  []event[F]
 	// mboxDone is set when OnClosed has been queued; later events are dropped.

@@ -191,6 +191,7 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 	c.running.Store(true)
 	c.id = e.reg.insert(c)
 	c.mbox = append(c.mbox, event[F]{kind: evReady})
+	c.mailN.Store(1)
 	c.startWatchdog()
 	attached := false
 	if e.useNP {

@@ -178,8 +178,12 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 		off += n
 		c.need = 0
 		c.framesIn.Add(1)
-		c.gotFrame.Store(true)
-		c.lastActivity.Store(c.e.wheel.Now())
+		if !c.gotFrame.Load() {
+			c.gotFrame.Store(true)
+		}
+		if c.e.opts.IdleTimeout > 0 {
+			c.lastActivity.Store(c.e.wheel.CoarseNow())
+		}
 		if err := c.callFrame(frame); err != nil {
 			c.fail(err)
 		}

@@ -52,6 +52,7 @@ func (c *conn[F]) post(ev event[F]) {
 		c.mboxDone = true
 	}
 	c.mbox = append(c.mbox, ev)
+	c.mailN.Store(int32(len(c.mbox)))
 	c.mboxMu.Unlock()
 	if c.serial.TryLock() {
 		c.running.Store(true)
@@ -60,18 +61,15 @@ func (c *conn[F]) post(ev event[F]) {
 }
 
 // mailWaiting reports whether events are queued.
-func (c *conn[F]) mailWaiting() bool {
-	c.mboxMu.Lock()
-	defer c.mboxMu.Unlock()
-	return len(c.mbox) > 0
-}
+func (c *conn[F]) mailWaiting() bool { return c.mailN.Load() > 0 }
 
 // drain handles queued events until the mailbox is empty. serial is held.
 func (c *conn[F]) drain() {
-	for {
+	for c.mailN.Load() > 0 {
 		c.mboxMu.Lock()
 		evs := c.mbox
 		c.mbox, c.spare = c.spare, nil
+		c.mailN.Store(0)
 		c.mboxMu.Unlock()
 		if len(evs) == 0 {
 			c.mboxMu.Lock()

@@ -35,6 +35,13 @@ func (c *conn[F]) startWatchdog() {
 	}
 }
 
+// idleSpan is the idle timeout plus one tick: activity is stamped with the
+// wheel's coarse clock, which lags by up to a tick, so this keeps an idle
+// timeout from ever firing early.
+func (c *conn[F]) idleSpan() int64 {
+	return int64(c.e.opts.IdleTimeout + c.e.opts.TimerResolution)
+}
+
 // nextDeadline is the earliest time a timeout could expire, or 0.
 func (c *conn[F]) nextDeadline() int64 {
 	o := &c.e.opts
@@ -45,7 +52,7 @@ func (c *conn[F]) nextDeadline() int64 {
 		}
 	}
 	if o.IdleTimeout > 0 {
-		earliest(c.lastActivity.Load() + int64(o.IdleTimeout))
+		earliest(c.lastActivity.Load() + c.idleSpan())
 	}
 	if rs := c.readStart.Load(); o.ReadTimeout > 0 && rs != 0 {
 		earliest(rs + int64(o.ReadTimeout))
@@ -91,7 +98,7 @@ func watchdogFired[F any](t *timerwheel.Timer, now int64) {
 	}
 	c.wdArmed = 0
 	if o.IdleTimeout > 0 {
-		if la := c.lastActivity.Load(); now-la >= int64(o.IdleTimeout) && c.lastActivity.CompareAndSwap(la, now) {
+		if la := c.lastActivity.Load(); now-la >= c.idleSpan() && c.lastActivity.CompareAndSwap(la, now) {
 			fired[n], n = mai.TimeoutIdle, n+1
 		}
 	}

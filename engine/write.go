@@ -125,8 +125,8 @@ func (c *conn[F]) flushLoop() {
 		c.inflight = len(buf.B)
 		c.outMu.Unlock()
 
-		now := c.e.wheel.Now()
 		if opts.WriteTimeout > 0 {
+			now := c.e.wheel.Now()
 			c.writeStart.Store(now)
 			c.armBy(now + int64(opts.WriteTimeout))
 		}
@@ -142,7 +142,9 @@ func (c *conn[F]) flushLoop() {
 			return
 		}
 		c.bytesOut.Add(uint64(len(buf.B)))
-		c.lastActivity.Store(c.e.wheel.Now())
+		if opts.IdleTimeout > 0 {
+			c.lastActivity.Store(c.e.wheel.CoarseNow())
+		}
 		c.e.pool.Put(buf)
 
 		c.outMu.Lock()

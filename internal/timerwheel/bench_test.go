@@ -15,21 +15,25 @@ import (
 //
 //	go test -run='^$' -bench=. -benchmem ./internal/timerwheel/
 //
-// Sub-benchmarks of BenchmarkIdleReset:
+// Sub-benchmarks of BenchmarkIdleReset (one wheel of 1 ms x 256 slots,
+// idle timeout 30 s, connections visited round robin):
 //
-//	wheel-lazy        a frame stores w.Now() in the connection (the watchdog
-//	                  armed at +30s is not touched); nothing fires in the run.
-//	wheel-lazy-fire   the same with a virtual clock advanced by every frame
-//	                  so that each connection sees 10 frames per timeout:
-//	                  watchdogs keep firing and re-arming during the run,
-//	                  driven synchronously by the benchmark goroutine, so
-//	                  ns/op includes the amortized fire + re-arm work
-//	                  (reported as rearms/op). The real clock is still read
-//	                  once per frame.
-//	wheel-schedule    a frame calls w.Schedule(&c.idle, w.Now()+30s).
-//	afterfunc         one time.AfterFunc per connection; a frame calls
-//	                  t.Reset(30s).
-//	*-parallel        the same from GOMAXPROCS goroutines.
+//	wheel-lazy          a frame stores w.CoarseNow() in the connection; the
+//	                    watchdog armed at +30s is not touched and nothing
+//	                    fires during the run. Run is running (and ticking,
+//	                    since the coarse clock is in use).
+//	wheel-lazy-precise  the same, stamping with the precise w.Now().
+//	wheel-lazy-fire     wheel-lazy with a virtual clock advanced by every
+//	                    frame so that each connection sees 10 frames per
+//	                    timeout: watchdogs keep firing and re-arming during
+//	                    the run. The benchmark goroutine plays Run's part
+//	                    (refreshing the coarse clock and processing each
+//	                    tick), so ns/op includes the amortized fire + re-arm
+//	                    work, reported as rearms/op.
+//	wheel-schedule      a frame calls w.Schedule(&c.idle, w.CoarseNow()+30s).
+//	afterfunc           one time.AfterFunc per connection; a frame calls
+//	                    t.Reset(30s).
+//	*-parallel          the same from GOMAXPROCS goroutines.
 //
 // B/conn is the live heap after building the 100k armed connections (each
 // connection struct holds only its timer state, plus a slice slot), GC'd
@@ -87,7 +91,7 @@ func wheelSetup(b *testing.B, rearms, idles *int64) (*Wheel, []*wheelConn) {
 			conns[i] = c
 		}
 	})
-	b.ReportMetric(perConn, "B/conn")
+	b.Cleanup(func() { b.ReportMetric(perConn, "B/conn") }) // after ResetTimer
 	return w, conns
 }
 
@@ -118,6 +122,7 @@ func idleCallback(w *Wheel, rearms, idles *int64) func(*Timer, int64) {
 
 func BenchmarkIdleReset(b *testing.B) {
 	b.Run("wheel-lazy", benchWheelLazy)
+	b.Run("wheel-lazy-precise", benchWheelLazyPrecise)
 	b.Run("wheel-lazy-fire", benchWheelLazyFire)
 	b.Run("wheel-schedule", benchWheelSchedule)
 	b.Run("afterfunc", benchAfterFunc)
@@ -127,6 +132,20 @@ func BenchmarkIdleReset(b *testing.B) {
 }
 
 func benchWheelLazy(b *testing.B) {
+	var rearms, idles int64
+	w, conns := wheelSetup(b, &rearms, &idles)
+	runWheel(b, w)
+	b.ResetTimer()
+	j := 0
+	for range b.N {
+		conns[j].last.Store(w.CoarseNow())
+		if j++; j == len(conns) {
+			j = 0
+		}
+	}
+}
+
+func benchWheelLazyPrecise(b *testing.B) {
 	var rearms, idles int64
 	w, conns := wheelSetup(b, &rearms, &idles)
 	runWheel(b, w)
@@ -144,21 +163,24 @@ func benchWheelLazyFire(b *testing.B) {
 	var rearms, idles int64
 	w, conns := wheelSetup(b, &rearms, &idles)
 	// No Run: the benchmark goroutine drives the wheel with a virtual
-	// clock that starts at the real one.
+	// clock that starts at the real one, doing at each virtual tick what
+	// Run does when it is ticking.
 	res := int64(benchRes)
 	dt := benchTimeout / (benchFramesPerTimeout * benchConns)
 	vnow := w.Now()
 	nextTick := (vnow/res + 1) * res
-	var sink int64
+	w.raiseCoarse(vnow)
+	w.ticking.Store(true)
 	j := 0
 	frame := func() {
 		vnow += dt
-		sink += w.Now() // the clock read a real frame would do
-		conns[j].last.Store(vnow)
+		conns[j].last.Store(w.CoarseNow())
 		if j++; j == len(conns) {
 			j = 0
 		}
 		if vnow >= nextTick {
+			w.raiseCoarse(vnow)
+			w.used.Swap(false)
 			w.advance(vnow)
 			nextTick = (vnow/res + 1) * res
 		}
@@ -181,7 +203,6 @@ func benchWheelLazyFire(b *testing.B) {
 	if w.Len() != benchConns {
 		b.Fatalf("Len = %d, want %d", w.Len(), benchConns)
 	}
-	_ = sink
 }
 
 func benchWheelSchedule(b *testing.B) {
@@ -191,7 +212,7 @@ func benchWheelSchedule(b *testing.B) {
 	b.ResetTimer()
 	j := 0
 	for range b.N {
-		w.Schedule(&conns[j].idle, w.Now()+benchTimeout)
+		w.Schedule(&conns[j].idle, w.CoarseNow()+benchTimeout)
 		if j++; j == len(conns) {
 			j = 0
 		}
@@ -213,8 +234,8 @@ func afSetup(b *testing.B) []*afConn {
 			conns[i] = c
 		}
 	})
-	b.ReportMetric(perConn, "B/conn")
 	b.Cleanup(func() {
+		b.ReportMetric(perConn, "B/conn") // after ResetTimer
 		for _, c := range conns {
 			c.t.Stop()
 		}
@@ -254,14 +275,14 @@ func benchWheelLazyParallel(b *testing.B) {
 	var rearms, idles int64
 	w, conns := wheelSetup(b, &rearms, &idles)
 	runWheel(b, w)
-	parallelConns(b, func(j int) { conns[j].last.Store(w.Now()) })
+	parallelConns(b, func(j int) { conns[j].last.Store(w.CoarseNow()) })
 }
 
 func benchWheelScheduleParallel(b *testing.B) {
 	var rearms, idles int64
 	w, conns := wheelSetup(b, &rearms, &idles)
 	runWheel(b, w)
-	parallelConns(b, func(j int) { w.Schedule(&conns[j].idle, w.Now()+benchTimeout) })
+	parallelConns(b, func(j int) { w.Schedule(&conns[j].idle, w.CoarseNow()+benchTimeout) })
 }
 
 func benchAfterFuncParallel(b *testing.B) {
@@ -269,12 +290,23 @@ func benchAfterFuncParallel(b *testing.B) {
 	parallelConns(b, func(j int) { conns[j].t.Reset(time.Duration(benchTimeout)) })
 }
 
-// BenchmarkNow is the cost of the clock read a lazy reset performs.
-func BenchmarkNow(b *testing.B) {
-	w := New(benchRes, benchSlots)
-	var sink int64
-	for range b.N {
-		sink += w.Now()
-	}
-	_ = sink
+// BenchmarkClock is the cost of the clock reads a lazy reset may use.
+func BenchmarkClock(b *testing.B) {
+	b.Run("Now", func(b *testing.B) {
+		w := New(benchRes, benchSlots)
+		var sink int64
+		for range b.N {
+			sink += w.Now()
+		}
+		_ = sink
+	})
+	b.Run("CoarseNow", func(b *testing.B) {
+		w := New(benchRes, benchSlots)
+		runWheel(b, w)
+		var sink int64
+		for range b.N {
+			sink += w.CoarseNow()
+		}
+		_ = sink
+	})
 }

@@ -21,7 +21,15 @@
 //     single-level wheel with rounds, which rescans every entry of the slot
 //     on every revolution).
 //   - Run sleeps until the tick of the next non-empty slot; an empty or idle
-//     wheel does not wake up.
+//     wheel does not wake up. (A slot of a higher level is cascaded when it
+//     starts, so a far timer costs at most one extra wake-up per level.)
+//
+// # Clocks
+//
+// [Wheel.Now] reads the monotonic clock. [Wheel.CoarseNow] is a tick-grained
+// copy of it that costs a few atomic loads instead of a clock read; Run
+// refreshes it on every tick only while it is being called, so it adds no
+// wake-ups to an idle wheel.
 //
 // # Lazy reset
 //
@@ -32,11 +40,11 @@
 //
 //	type conn struct {
 //		idle timerwheel.Timer
-//		last atomic.Int64 // w.Now() of the last frame
+//		last atomic.Int64 // w.CoarseNow() of the last frame
 //	}
 //
 //	// per frame:
-//	c.last.Store(w.Now())
+//	c.last.Store(w.CoarseNow())
 //
 //	// once, when the connection is set up:
 //	c.idle.Init(onIdle, c)
@@ -158,8 +166,9 @@ func (l *level) nextOccupied(from int) int {
 	}
 }
 
-// Wheel is a hierarchical timing wheel. Schedule, Stop, Now and Len are safe
-// for concurrent use; one goroutine calls Run, which fires the callbacks.
+// Wheel is a hierarchical timing wheel. Schedule, Stop, Now, CoarseNow and
+// Len are safe for concurrent use; one goroutine calls Run, which fires the
+// callbacks.
 // The zero value is not usable; create wheels with [New].
 type Wheel struct {
 	res     int64 // resolution in ns
@@ -168,8 +177,15 @@ type Wheel struct {
 	maxTick int64
 	epoch   time.Time
 
+	_       [64]byte     // keep the coarse clock off the lines of mu and n
+	coarse  atomic.Int64 // coarse clock, only raised
+	ticking atomic.Bool  // Run refreshes coarse on every tick
+	used    atomic.Bool  // CoarseNow was called since Run's last refresh
+	kicked  atomic.Bool  // CoarseNow asked Run to start ticking
+	_       [64]byte
+
 	n       atomic.Int64  // armed timers
-	wake    chan struct{} // Schedule -> Run: an earlier tick was armed
+	wake    chan struct{} // to Run: an earlier tick was armed, or kicked
 	running atomic.Bool
 
 	mu      sync.Mutex
@@ -187,7 +203,8 @@ type Wheel struct {
 // slots is rounded up to a power of two and clamped to [64, 65536]; the
 // number of levels is derived so that any deadline up to math.MaxInt64 ns
 // fits (for example 8 levels of 64 slots at 1 ms). More slots per level
-// means fewer cascades and fewer levels to scan, at 8 bytes per slot.
+// means fewer cascades and fewer levels to scan, at 16 bytes per slot and
+// level (4 KiB per level at 256 slots).
 // It panics if resolution <= 0.
 //
 // Timers fire no earlier than their deadline and normally less than one
@@ -220,12 +237,55 @@ func New(resolution time.Duration, slots int) *Wheel {
 }
 
 // Now returns the wheel's clock: nanoseconds since the wheel was created,
-// read from the monotonic clock (a vDSO clock read, no lock, no allocation).
-// It never decreases, is safe for concurrent use, and is the time base of
-// Schedule's deadline and of the now passed to callbacks. It is precise
-// rather than a coarse per-tick copy: a coarse clock would either need Run
-// to wake on every tick even when idle, or could lag arbitrarily behind.
+// read from the monotonic clock (a vDSO clock read, no lock, no
+// allocation). It never decreases, is safe for concurrent use, and is the
+// time base of Schedule's deadline, of CoarseNow and of the now passed to
+// callbacks.
 func (w *Wheel) Now() int64 { return int64(time.Since(w.epoch)) }
+
+// CoarseNow returns the wheel's clock at tick granularity, for cheap
+// activity stamps: while warm it is three atomic loads and no clock read.
+// Safe for concurrent use.
+//
+// Its values never decrease, never exceed Now, and lag Now by at most about
+// one resolution while Run runs normally; the lag can grow by the time
+// callbacks take and by scheduling delays of Run's goroutine. A stamp taken
+// with CoarseNow can therefore make an idle check based on it fire up to
+// that lag early (an idle timeout of 30 s becomes 30 s minus about one
+// tick).
+//
+// While CoarseNow is being called, Run wakes on every tick to refresh it,
+// and stops after a tick without calls. When Run is not refreshing it (the
+// first call after a quiet period, or Run not running), CoarseNow reads the
+// precise clock and asks Run to start refreshing, so a quiet period never
+// leaves it behind.
+func (w *Wheel) CoarseNow() int64 {
+	if w.ticking.Load() {
+		if !w.used.Load() {
+			w.used.Store(true)
+		}
+		return w.coarse.Load()
+	}
+	now := w.Now()
+	w.raiseCoarse(now) // later fast-path reads must not go below now
+	if !w.kicked.Load() && w.kicked.CompareAndSwap(false, true) {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	return now
+}
+
+// raiseCoarse sets the coarse clock to now unless it is already later.
+func (w *Wheel) raiseCoarse(now int64) {
+	for {
+		c := w.coarse.Load()
+		if c >= now || w.coarse.CompareAndSwap(c, now) {
+			return
+		}
+	}
+}
 
 // Resolution returns the wheel's tick length.
 func (w *Wheel) Resolution() time.Duration { return time.Duration(w.res) }
@@ -313,16 +373,18 @@ func (w *Wheel) Stop(t *Timer) bool {
 
 // Run drives the wheel until stop is closed, then returns. It must be called
 // by at most one goroutine at a time (a concurrent call panics) and may be
-// called again after it returned; armed timers stay armed meanwhile.
+// called again after it returned; armed timers stay armed meanwhile, and
+// timers that came due while Run was not running fire when it restarts.
 //
-// Run sleeps until the tick of the earliest non-empty slot (not at all if no
-// timer is armed), being woken early only when Schedule arms an earlier
-// tick. For each tick it moves the due timers to a due list under the
-// wheel's lock, then calls their callbacks one by one on the calling
-// goroutine without holding any lock, in deadline-tick order (timers due in
-// the same tick fire in the order they were last scheduled). A callback must not block for
-// long, as it delays every later timer. A panic in a callback propagates out
-// of Run; the wheel stays consistent and Run may be called again.
+// Run sleeps until the tick of the earliest non-empty slot (not at all if
+// no timer is armed) and is woken early only when Schedule arms an earlier
+// tick; while CoarseNow is in use it also wakes on every tick. At each
+// wake-up it moves the due timers to a due list under the wheel's lock,
+// then calls their callbacks one by one on the calling goroutine without
+// holding any lock, in deadline-tick order (timers due in the same tick
+// fire in the order they were last scheduled). A callback must not block:
+// it delays every later timer. A panic in a callback propagates out of Run;
+// the wheel stays consistent and Run may be called again.
 func (w *Wheel) Run(stop <-chan struct{}) {
 	if !w.running.CompareAndSwap(false, true) {
 		panic("timerwheel: concurrent Run")
@@ -331,6 +393,7 @@ func (w *Wheel) Run(stop <-chan struct{}) {
 	tm.Stop()
 	defer func() {
 		tm.Stop()
+		w.ticking.Store(false)
 		w.mu.Lock()
 		w.wakeAt = 0
 		w.mu.Unlock()
@@ -344,10 +407,19 @@ func (w *Wheel) Run(stop <-chan struct{}) {
 		default:
 		}
 		w.wakeups.Add(1)
-		w.advance(w.Now())
+		now := w.Now()
+		// Refresh the coarse clock before ticking is (re)enabled, and keep
+		// ticking while it was read during the last tick.
+		w.raiseCoarse(now)
+		tick := w.kicked.Swap(false) || (w.ticking.Load() && w.used.Swap(false))
+		w.ticking.Store(tick)
+		w.advance(now)
 
 		w.mu.Lock()
 		next, _, _, ok := w.nextExpiration()
+		if t := now/w.res + 1; tick && (!ok || t < next) {
+			next, ok = t, true // refresh the coarse clock at the next tick
+		}
 		if ok {
 			w.wakeAt = next
 		} else {
@@ -357,8 +429,12 @@ func (w *Wheel) Run(stop <-chan struct{}) {
 
 		var fire <-chan time.Time
 		d := time.Duration(-1)
+		now = w.Now()
+		if tick {
+			w.raiseCoarse(now) // callbacks may have taken a while
+		}
 		if ok {
-			d = time.Duration(next*w.res - w.Now())
+			d = time.Duration(next*w.res - now)
 			if d <= 0 {
 				continue
 			}
