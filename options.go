@@ -27,6 +27,12 @@ const (
 	// TransportStd uses package net with one reading goroutine per
 	// connection.
 	TransportStd
+	// TransportEpoll (linux only) uses mai's own event loops on epoll:
+	// input is read into a buffer shared by each loop, so an idle
+	// connection holds no buffer and no goroutine. Callbacks run on the
+	// loop goroutines: a callback that blocks holds up every connection of
+	// its loop. See WithEventLoops.
+	TransportEpoll
 )
 
 func (t Transport) String() string {
@@ -35,6 +41,8 @@ func (t Transport) String() string {
 		return "netpoll"
 	case TransportStd:
 		return "std"
+	case TransportEpoll:
+		return "epoll"
 	default:
 		return "auto"
 	}
@@ -78,6 +86,7 @@ type Options struct {
 	MaxConns     int
 	ConnCapacity int
 	Pollers      int
+	EventLoops   int
 
 	Transport     Transport
 	Logger        *slog.Logger
@@ -171,7 +180,9 @@ func (o *Options) validate() error {
 		return bad("Pollers %d must not be negative", o.Pollers)
 	case o.ConnCapacity < 0:
 		return bad("ConnCapacity %d must not be negative", o.ConnCapacity)
-	case o.Transport > TransportStd:
+	case o.EventLoops < 0:
+		return bad("EventLoops %d must not be negative", o.EventLoops)
+	case o.Transport > TransportEpoll:
 		return bad("unknown Transport %d", o.Transport)
 	}
 	return nil
@@ -292,3 +303,7 @@ func WithListenControl(fn func(network, address string, c syscall.RawConn) error
 // with netpoll.DisableGopool) is likewise left to the application. Servers
 // and clients on the netpoll transport.
 func WithPollers(n int) Option { return func(o *Options) { o.Pollers = n } }
+
+// WithEventLoops sets the number of event loops of the epoll transport.
+// Default 0: one per GOMAXPROCS. Servers and clients on TransportEpoll.
+func WithEventLoops(n int) Option { return func(o *Options) { o.EventLoops = n } }

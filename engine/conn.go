@@ -72,6 +72,8 @@ type conn[F any] struct {
 	outMu     sync.Mutex      // guards the fields in this block
 	out       *bufpool.Buffer // encoded frames waiting for the flusher; nil when empty
 	inflight  int             // bytes handed to the transport and not yet written
+	rest      *bufpool.Buffer // a batch partly written by an inline flush
+	restOff   int             // how much of rest is written
 	flushing  bool            // a goroutine owns the flush loop
 	state     connState
 	cause     error // why the connection closes; nil for a local Close

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,7 @@ type ProtocolEngine[F any] struct {
 	reg      registry[F]
 	exec     executor
 	useNP    bool
+	ep       *epollGroup // TransportEpoll's loops, or nil
 
 	baseCtx    context.Context // parent of every connection's context
 	baseCancel context.CancelFunc
@@ -117,6 +119,15 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 		stopWheel: make(chan struct{}),
 		timers:    make(map[mai.TimerID]*engineTimer[F]),
 	}
+	if o.Transport == mai.TransportEpoll {
+		n := o.EventLoops
+		if n == 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		if e.ep, err = newEpollGroup(n, e.spawn); err != nil {
+			return nil, err
+		}
+	}
 	e.baseCtx, e.baseCancel = context.WithCancel(context.Background())
 	e.reg.init(o.ConnCapacity)
 	e.exec.spawn = e.spawn
@@ -143,7 +154,7 @@ func (e *ProtocolEngine[F]) spawn(fn func()) {
 func (e *ProtocolEngine[F]) goRun(c *conn[F]) { e.spawn(c.release) }
 
 // goFlush runs c's flush loop on a new goroutine; the caller set flushing.
-func (e *ProtocolEngine[F]) goFlush(c *conn[F]) { e.spawn(c.flushLoop) }
+func (e *ProtocolEngine[F]) goFlush(c *conn[F]) { e.spawn(func() { c.flushLoop(false) }) }
 
 // adopt takes a connected net.Conn: admission, registration, transport,
 // then OnReady on the connection's runner. On error nc is closed.
@@ -194,10 +205,17 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 	c.mailN.Store(1)
 	c.startWatchdog()
 	attached := false
-	if e.useNP {
-		switch err := e.attachNetpoll(c, nc); {
-		case err == nil:
-			attached = true
+	var attachErr error
+	switch {
+	case e.ep != nil:
+		attachErr = e.ep.attach(c, nc)
+		attached = attachErr == nil
+	case e.useNP:
+		attachErr = e.attachNetpoll(c, nc)
+		attached = attachErr == nil
+	}
+	if !attached && attachErr != nil {
+		switch err := attachErr; {
 		case !isUnsupported(err):
 			c.stopWatchdog()
 			e.reg.remove(c.id)
@@ -356,6 +374,9 @@ func (e *ProtocolEngine[F]) beginShutdown() {
 		<-e.allDone
 		e.stopEngineTimers()
 		e.exec.close()
+		if e.ep != nil {
+			e.ep.stop()
+		}
 		close(e.stopWheel)
 		e.baseCancel()
 		e.wg.Wait()

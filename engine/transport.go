@@ -11,9 +11,15 @@ import (
 // calling conn.input (never concurrently for one connection), and calls
 // conn.transportClosed exactly once after the last input.
 type transport interface {
-	// write writes all of p, blocking until done or failed. Only the
-	// connection's flush loop calls it, so never concurrently.
-	write(p []byte) error
+	// write writes p and returns how much it wrote. Only the connection's
+	// flush loop calls it, so never concurrently. A blocking transport
+	// writes all of p or fails; a non-blocking one may return a short count
+	// with a nil error when the socket is full, and the flush loop then
+	// calls waitWritable (or hands the rest to a goroutine that does).
+	write(p []byte) (int, error)
+	// waitWritable blocks until the socket can take more bytes, or fails
+	// once the connection is closed.
+	waitWritable() error
 	// close closes the connection now. It is idempotent, safe from any
 	// goroutine, and wakes a blocked write.
 	close()
@@ -25,10 +31,9 @@ type stdTransport struct {
 	closeOnce sync.Once
 }
 
-func (t *stdTransport) write(p []byte) error {
-	_, err := t.nc.Write(p)
-	return err
-}
+func (t *stdTransport) write(p []byte) (int, error) { return t.nc.Write(p) }
+
+func (t *stdTransport) waitWritable() error { return nil }
 
 func (t *stdTransport) close() {
 	t.closeOnce.Do(func() { _ = t.nc.Close() })
@@ -65,3 +70,19 @@ func readLoop[F any](c *conn[F], t *stdTransport) {
 	}
 	c.transportClosed(err)
 }
+
+// loopConn is what an event-loop transport needs from a connection; it
+// keeps the loop code free of the frame type.
+type loopConn interface {
+	// setTransport installs the transport; called by attach before the
+	// descriptor can produce any event.
+	setTransport(t transport)
+	// input hands over bytes that arrived (see conn.input).
+	input(data []byte)
+	// transportClosed reports the end of the connection, exactly once.
+	transportClosed(err error)
+}
+
+func (c *conn[F]) setTransport(t transport) { c.tr = t }
+
+var _ loopConn = (*conn[[]byte])(nil)

@@ -23,13 +23,18 @@ type npTransport struct {
 	nc netpoll.Connection
 }
 
-func (t *npTransport) write(p []byte) error {
+func (t *npTransport) write(p []byte) (int, error) {
 	w := t.nc.Writer()
 	if _, err := w.WriteBinary(p); err != nil {
-		return err
+		return 0, err
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
+
+func (t *npTransport) waitWritable() error { return nil }
 
 func (t *npTransport) close() { _ = t.nc.Close() }
 

@@ -80,7 +80,10 @@ func (c *conn[F]) encode(dst []byte, frame F) (b []byte, err error) {
 }
 
 // flushOwed writes what callbacks queued during a run. Called by the runner
-// after it let go of serial, so no lock is held across the write.
+// after it let go of serial, so no lock is held across the write. The write
+// is attempted inline (one write per batch of callbacks); if the transport
+// cannot take it all without waiting, the rest goes to a flusher goroutine,
+// so a runner on an event loop never waits for its own loop.
 func (c *conn[F]) flushOwed() {
 	c.outMu.Lock()
 	if c.flushing || c.state == stateClosed || c.out == nil || len(c.out.B) == 0 {
@@ -89,40 +92,47 @@ func (c *conn[F]) flushOwed() {
 	}
 	c.flushing = true
 	c.outMu.Unlock()
-	c.flushLoop()
+	c.flushLoop(true)
 }
 
 // flushLoop writes queued bytes until the queue is empty. Exactly one
 // goroutine runs it for a connection at a time: the one that set flushing.
 // Each round takes the whole queue as one batch (one write). A buffer goes
 // back to the pool only after its write finished, since the transport may
-// keep references to it until then.
-func (c *conn[F]) flushLoop() {
+// keep references to it until then. inline is true on a runner, which must
+// not wait for the socket: a short write hands the rest (c.rest) to a new
+// flusher goroutine.
+func (c *conn[F]) flushLoop(inline bool) {
 	opts := &c.e.opts
 	for {
 		c.outMu.Lock()
 		if c.state == stateClosed {
 			c.flushing = false
+			c.dropRestLocked()
 			c.outMu.Unlock()
 			c.writeStart.Store(0)
 			return
 		}
-		if c.out == nil || len(c.out.B) == 0 {
-			c.flushing = false
-			closeNow := c.state == stateClosing
-			if closeNow {
-				c.state = stateClosed
+		buf, off := c.rest, c.restOff
+		c.rest, c.restOff = nil, 0
+		if buf == nil {
+			if c.out == nil || len(c.out.B) == 0 {
+				c.flushing = false
+				closeNow := c.state == stateClosing
+				if closeNow {
+					c.state = stateClosed
+				}
+				c.outMu.Unlock()
+				c.writeStart.Store(0)
+				if closeNow {
+					c.tr.close()
+				}
+				return
 			}
-			c.outMu.Unlock()
-			c.writeStart.Store(0)
-			if closeNow {
-				c.tr.close()
-			}
-			return
+			buf = c.out
+			c.out = nil
+			c.inflight = len(buf.B)
 		}
-		buf := c.out
-		c.out = nil
-		c.inflight = len(buf.B)
 		c.outMu.Unlock()
 
 		if opts.WriteTimeout > 0 {
@@ -130,7 +140,22 @@ func (c *conn[F]) flushLoop() {
 			c.writeStart.Store(now)
 			c.armBy(now + int64(opts.WriteTimeout))
 		}
-		err := c.tr.write(buf.B)
+		var err error
+		for off < len(buf.B) && err == nil {
+			var n int
+			n, err = c.tr.write(buf.B[off:])
+			off += n
+			if err == nil && off < len(buf.B) {
+				if inline {
+					c.outMu.Lock()
+					c.rest, c.restOff = buf, off
+					c.outMu.Unlock()
+					c.e.spawn(func() { c.flushLoop(false) })
+					return
+				}
+				err = c.tr.waitWritable()
+			}
+		}
 		if err != nil {
 			// The transport may still refer to buf: leave it to the GC.
 			c.outMu.Lock()
@@ -167,4 +192,9 @@ func (c *conn[F]) flushLoop() {
 			c.post(event[F]{kind: evResume})
 		}
 	}
+}
+
+// dropRestLocked forgets a partly written batch. outMu is held.
+func (c *conn[F]) dropRestLocked() {
+	c.rest, c.restOff = nil, 0 // the transport may refer to it: no pool
 }
