@@ -98,7 +98,7 @@ const (
 	DefaultInitialBufferSize     = 4 << 10
 	DefaultInitialBufferPoolSize = 16
 	DefaultMaxBufferPoolSize     = 1024
-	DefaultMaxFrameSize          = 1 << 20
+	DefaultMaxFrameSize          = 1 << 20 // when neither WithMaxFrameSize nor the codec sets one
 	DefaultWriteBufferLowWater   = 32 << 10
 	DefaultWriteBufferHighWater  = 64 << 10
 	DefaultWriteTimeout          = 30 * time.Second
@@ -111,7 +111,6 @@ func DefaultOptions() Options {
 		InitialBufferSize:     DefaultInitialBufferSize,
 		InitialBufferPoolSize: DefaultInitialBufferPoolSize,
 		MaxBufferPoolSize:     DefaultMaxBufferPoolSize,
-		MaxFrameSize:          DefaultMaxFrameSize,
 		WriteBufferLowWater:   DefaultWriteBufferLowWater,
 		WriteBufferHighWater:  DefaultWriteBufferHighWater,
 		WriteTimeout:          DefaultWriteTimeout,
@@ -119,11 +118,23 @@ func DefaultOptions() Options {
 	}
 }
 
-// Build applies opts over DefaultOptions and validates the result. Fields
-// derived from others (MaxInboundBytes, MaxPooledBufferSize) are filled in
-// when left zero. Engines call it; it is exported so a configuration can be
-// checked on its own.
+// Build applies opts over DefaultOptions and validates the result, as the
+// engine's constructor does. MaxFrameSize left at 0 means "from the codec"
+// and is settled by Resolve, which the engine calls with its codec's limit;
+// Build resolves it without a codec (to DefaultMaxFrameSize). Fields derived
+// from others (MaxInboundBytes, MaxPooledBufferSize) are filled in when left
+// zero.
 func Build(opts ...Option) (Options, error) {
+	o, err := Apply(opts...)
+	if err != nil {
+		return o, err
+	}
+	return o.Resolve(0)
+}
+
+// Apply applies opts over DefaultOptions without settling MaxFrameSize. It
+// rejects a nil Option.
+func Apply(opts ...Option) (Options, error) {
 	o := DefaultOptions()
 	for _, opt := range opts {
 		if opt == nil {
@@ -131,7 +142,22 @@ func Build(opts ...Option) (Options, error) {
 		}
 		opt(&o)
 	}
-	if o.MaxInboundBytes == 0 {
+	return o, nil
+}
+
+// Resolve settles the derived fields and validates the configuration.
+// codecMaxFrame is the codec's own largest encoded frame (codec.MaxSizer),
+// or 0 if unknown: it becomes MaxFrameSize when WithMaxFrameSize was not
+// given, so the engine's limit and the codec's never disagree; without
+// either, MaxFrameSize is DefaultMaxFrameSize.
+func (o Options) Resolve(codecMaxFrame int) (Options, error) {
+	if o.MaxFrameSize == 0 {
+		o.MaxFrameSize = DefaultMaxFrameSize
+		if codecMaxFrame > 0 {
+			o.MaxFrameSize = codecMaxFrame
+		}
+	}
+	if o.MaxInboundBytes == 0 && o.MaxFrameSize > 0 {
 		o.MaxInboundBytes = o.MaxFrameSize + 64<<10
 	}
 	if o.MaxPooledBufferSize == 0 {
@@ -210,10 +236,11 @@ func WithMaxBufferPoolSize(n int) Option { return func(o *Options) { o.MaxBuffer
 // Default 16 times the initial buffer size. Servers and clients.
 func WithMaxPooledBufferSize(n int) Option { return func(o *Options) { o.MaxPooledBufferSize = n } }
 
-// WithMaxFrameSize sets the largest frame, in encoded bytes, the engine
-// buffers for a connection: a partial frame that grows beyond it closes the
-// connection with ErrFrameTooLarge. Built-in codecs carry their own maximum
-// and reject an oversized frame from its header already. Default 1 MiB.
+// WithMaxFrameSize sets the largest frame, in encoded bytes (header and
+// delimiter included), the engine buffers for a connection: a partial frame
+// that grows beyond it closes the connection with ErrFrameTooLarge. Default:
+// the codec's own limit when it implements codec.MaxSizer (every built-in
+// codec does, so their MaxLength is the one number to set), else 1 MiB.
 // Servers and clients.
 func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize = n } }
 

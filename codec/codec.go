@@ -23,11 +23,13 @@ type Codec[F any] interface {
 	//
 	//   - a frame: frame, n > 0, nil. The first n bytes of src, and no more,
 	//     are consumed; 0 < n <= len(src). A frame never consumes 0 bytes.
-	//   - need more bytes: n == 0 and err == nil (frame is ignored). The
+	//   - need more bytes: n == 0 and err == nil. The returned frame should
+	//     be the zero value (the engine ignores it; codectest insists). The
 	//     engine calls Decode again with the same bytes plus what arrived
 	//     since. A codec that implements Sizer lets the engine wait for the
 	//     whole frame instead of calling again on every read.
-	//   - bytes to drop: n > 0 and err == ErrSkip. The first n bytes are
+	//   - bytes to drop: n > 0 and err == ErrSkip (the value itself, not
+	//     wrapped). The first n bytes are
 	//     discarded and no frame is delivered (a line over the limit being
 	//     skipped, a keep-alive byte).
 	//   - a protocol error: any other err (n is ignored). The engine delivers
@@ -53,7 +55,8 @@ type Codec[F any] interface {
 	// pooled buffer with room for typical frames, so steady-state encoding
 	// allocates nothing. On error the engine discards whatever Encode
 	// appended and reports the error (wrapped in mai.ErrEncode) to the
-	// caller of Send; the connection stays open. Encode must not keep dst or
+	// caller of Send; the connection stays open. Encode must not modify
+	// frame (Strings passes it a string's memory), and must not keep dst or
 	// frame after returning. A frame over the codec's maximum is refused with
 	// ErrFrameTooLarge.
 	Encode(dst []byte, frame F) ([]byte, error)
@@ -82,6 +85,15 @@ func Share[F any](c Codec[F]) Factory[F] {
 // ErrFrameTooLarge, not by FrameSize.
 type Sizer interface {
 	FrameSize(src []byte) int
+}
+
+// MaxSizer is implemented by a Codec with a largest frame. MaxFrameSize
+// returns the largest encoded frame, header and delimiter included, that
+// Decode accepts, or 0 if it has no limit. The engine uses it as its own
+// frame limit when mai.WithMaxFrameSize is not given, so the two limits
+// cannot disagree. It must be safe for concurrent use.
+type MaxSizer interface {
+	MaxFrameSize() int
 }
 
 // ErrSkip is returned by Decode, with n > 0, to discard n bytes without

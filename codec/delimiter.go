@@ -35,8 +35,9 @@ type DelimiterConfig struct {
 // a frame that ends in "\r" is delivered once the next byte shows that no
 // "\n" follows.
 //
-// Decode returns a frame that aliases src (no copy, no allocation), without
-// spare capacity. Delimiter is stateful: after asking for more bytes it
+// Decode returns a frame that aliases src (no copy, no allocation), so it is
+// valid only as long as src is (under the engine: until OnFrame returns); it
+// has no spare capacity, so appending to it copies. Delimiter is stateful: after asking for more bytes it
 // remembers how far it has looked, so a long frame that arrives in small
 // pieces is scanned once, O(length) in all. It relies on the Decode
 // contract for this: after Decode asks for more bytes, the next call's src
@@ -81,6 +82,9 @@ func NewDelimiter(cfg DelimiterConfig) (*Delimiter, error) {
 	}
 	return d, nil
 }
+
+// MaxFrameSize implements MaxSizer: MaxLength plus the longest delimiter.
+func (d *Delimiter) MaxFrameSize() int { return d.max + d.longest }
 
 // Factory returns a Factory that makes a new Delimiter, with d's
 // configuration and a fresh scan state, for each connection. The

@@ -12,8 +12,9 @@ type FixedLengthConfig struct {
 // FixedLength is a Codec for []byte frames of exactly Length bytes each, in
 // the manner of Netty's FixedLengthFrameDecoder.
 //
-// Decode returns a frame that aliases src (no copy, no allocation), without
-// spare capacity. FixedLength implements Sizer, so the engine buffers a large
+// Decode returns a frame that aliases src (no copy, no allocation), so it is
+// valid only as long as src is (under the engine: until OnFrame returns); it
+// has no spare capacity, so appending to it copies. FixedLength implements Sizer, so the engine buffers a large
 // frame once. It holds only its configuration: it is safe for concurrent use
 // and may be shared by all connections (Factory does that).
 type FixedLength struct {
@@ -58,3 +59,6 @@ func (c *FixedLength) Encode(dst, frame []byte) ([]byte, error) {
 	}
 	return append(dst, frame...), nil
 }
+
+// MaxFrameSize implements MaxSizer: every frame is Length bytes.
+func (c *FixedLength) MaxFrameSize() int { return c.n }

@@ -81,9 +81,10 @@ type LengthFieldConfig struct {
 // LengthField is a length-prefixed Codec for []byte frames; see
 // LengthFieldConfig for the layout.
 //
-// Decode returns a frame that aliases src (no copy, no allocation); it has
-// no spare capacity, so appending to it copies instead of overwriting the
-// next frame's bytes. It implements Sizer, so the engine buffers a large
+// Decode returns a frame that aliases src (no copy, no allocation), so it is
+// valid only as long as src is (under the engine: until OnFrame returns); it
+// has no spare capacity, so appending to it copies instead of overwriting
+// the next frame's bytes. It implements Sizer, so the engine buffers a large
 // frame once instead of re-reading its header on every read.
 //
 // Encode appends the Strip bytes that Decode drops, then frame, and then
@@ -189,6 +190,10 @@ func NewLengthField(cfg LengthFieldConfig) (*LengthField, error) {
 // Encode accepts: the configured MaxLength, or less when the length field
 // cannot express that much. It is safe for concurrent use.
 func (c *LengthField) MaxLength() int { return c.maxLen }
+
+// MaxFrameSize implements MaxSizer: the largest frame on the wire, header
+// included (MaxLength plus the Strip bytes Decode removes).
+func (c *LengthField) MaxFrameSize() int { return c.maxLen + c.strip }
 
 // Factory returns a Factory that shares c between connections (c is
 // stateless).

@@ -60,8 +60,9 @@ type LinesConfig struct {
 // Lines is a Codec for lines of text (any bytes without the line ending)
 // as []byte frames, the line ending stripped.
 //
-// Decode returns a line that aliases src (no copy, no allocation), without
-// spare capacity. Lines is stateful: after asking for more bytes it
+// Decode returns a line that aliases src (no copy, no allocation), so it is
+// valid only as long as src is (under the engine: until OnFrame returns); it
+// has no spare capacity, so appending to it copies. Lines is stateful: after asking for more bytes it
 // remembers how far it has looked, so a long line that arrives in small
 // pieces is scanned once, O(length) in all, not once per piece. It relies
 // on the Decode contract for this: after Decode asks for more bytes, the
@@ -94,6 +95,9 @@ func NewLines(cfg LinesConfig) (*Lines, error) {
 	}
 	return &Lines{ending: cfg.Ending, max: cfg.MaxLength, skip: cfg.SkipTooLong}, nil
 }
+
+// MaxFrameSize implements MaxSizer: MaxLength plus the longest line ending.
+func (l *Lines) MaxFrameSize() int { return l.max + 2 }
 
 // Factory returns a Factory that makes a new Lines, with l's configuration
 // and a fresh scan state, for each connection. It is safe for concurrent

@@ -14,8 +14,9 @@ type RawConfig struct {
 // frames sent together may arrive as one, and one as two. It suits proxies
 // and byte-stream protocols.
 //
-// Decode returns a frame that aliases src (no copy, no allocation), without
-// spare capacity. Raw holds only its configuration: it is safe for
+// Decode returns a frame that aliases src (no copy, no allocation), so it is
+// valid only as long as src is (under the engine: until OnFrame returns); it
+// has no spare capacity, so appending to it copies. Raw holds only its configuration: it is safe for
 // concurrent use and may be shared by all connections (Factory does that).
 type Raw struct {
 	max int
@@ -52,3 +53,6 @@ func (c *Raw) Encode(dst, frame []byte) ([]byte, error) {
 	}
 	return append(dst, frame...), nil
 }
+
+// MaxFrameSize implements MaxSizer.
+func (c *Raw) MaxFrameSize() int { return c.max }

@@ -14,14 +14,12 @@ import "unsafe"
 // frame nor keep it (every built-in codec honours that). Errors, ErrSkip
 // and need-more answers pass through unchanged.
 //
-// When the inner codec implements Sizer, so does the adapter.
+// The adapter implements Sizer and MaxSizer by asking the inner codec, and
+// answers 0 ("unknown", "no limit") when the inner codec does not
+// implement them.
 func Strings(f Factory[[]byte]) Factory[string] {
 	return func() Codec[string] {
-		inner := f()
-		if s, ok := inner.(Sizer); ok {
-			return stringSizerCodec{stringCodec{inner}, s}
-		}
-		return stringCodec{inner}
+		return stringCodec{f()}
 	}
 }
 
@@ -41,7 +39,18 @@ func (c stringCodec) Encode(dst []byte, frame string) ([]byte, error) {
 	return c.inner.Encode(dst, unsafe.Slice(unsafe.StringData(frame), len(frame)))
 }
 
-type stringSizerCodec struct {
-	stringCodec
-	Sizer
+// FrameSize implements Sizer through the inner codec.
+func (c stringCodec) FrameSize(src []byte) int {
+	if s, ok := c.inner.(Sizer); ok {
+		return s.FrameSize(src)
+	}
+	return 0
+}
+
+// MaxFrameSize implements MaxSizer through the inner codec.
+func (c stringCodec) MaxFrameSize() int {
+	if m, ok := c.inner.(MaxSizer); ok {
+		return m.MaxFrameSize()
+	}
+	return 0
 }

@@ -54,6 +54,8 @@ type conn[F any] struct {
 	errShown bool            // OnError ran
 	poisoned bool            // a decode error happened: input is dropped from now on
 
+	toldWritable bool // the writability OnWritabilityChanged last reported
+
 	// running is true while serial is held by a runner; Sends made then are
 	// flushed by the runner when it lets go, as one batch.
 	running atomic.Bool
@@ -283,6 +285,19 @@ func (c *conn[F]) dropQueueLocked() {
 	}
 }
 
+// peerEnded records why the peer's side ended (io.EOF, a reset), before
+// the transport closes the socket, unless a cause is already known.
+func (c *conn[F]) peerEnded(err error) {
+	c.outMu.Lock()
+	if c.cause == nil && !c.localEnd {
+		if err == nil {
+			err = io.EOF
+		}
+		c.cause = err
+	}
+	c.outMu.Unlock()
+}
+
 // transportClosed is called exactly once by the transport when the
 // connection is closed, by either side, and no more input will arrive. err is
 // the transport's reason (nil or io.EOF for an orderly end).
@@ -301,6 +316,9 @@ func (c *conn[F]) transportClosed(err error) {
 	c.cancelContext()
 	c.stopWatchdog()
 	c.stopTimers()
+	// A closed connection leaves the registry now: Len, IDs and Conns stop
+	// counting it before OnClosed runs.
+	c.e.reg.remove(c.id)
 	c.post(event[F]{kind: evClosed})
 }
 
@@ -319,6 +337,5 @@ func (c *conn[F]) finish() {
 		c.e.pool.Put(c.pend)
 		c.pend, c.pendOff, c.need = nil, 0, 0
 	}
-	c.e.reg.remove(c.id)
 	c.e.connDone()
 }

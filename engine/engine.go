@@ -66,7 +66,8 @@ type ProtocolEngine[F any] struct {
 // New returns an engine whose connections use a Codec from newCodec and the
 // Handler h, configured by opts (see package mai's WithX options). It
 // reports an error wrapping mai.ErrInvalidOption for an invalid
-// configuration. The engine starts its timer goroutine and command loop at
+// configuration. New calls newCodec once, to learn the codec's frame limit
+// (codec.MaxSizer) when WithMaxFrameSize is not given. The engine starts its timer goroutine and command loop at
 // once; it has no connection until given one.
 func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Option) (*ProtocolEngine[F], error) {
 	if newCodec == nil {
@@ -75,8 +76,22 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 	if h == nil {
 		return nil, fmt.Errorf("%w: nil handler", mai.ErrInvalidOption)
 	}
-	o, err := mai.Build(opts...)
+	o, err := mai.Apply(opts...)
 	if err != nil {
+		return nil, err
+	}
+	// One codec, made now, tells the codec's frame limit (and shows a
+	// factory that panics or returns nil before any connection depends on
+	// it).
+	probe, err := makeCodec(newCodec)
+	if err != nil {
+		return nil, err
+	}
+	codecMax := 0
+	if ms, ok := probe.(codec.MaxSizer); ok {
+		codecMax = ms.MaxFrameSize()
+	}
+	if o, err = o.Resolve(codecMax); err != nil {
 		return nil, err
 	}
 	useNP := false
@@ -167,23 +182,32 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 		Since:      time.Now(),
 		Writable:   true,
 	}
-	if err := e.admit(info); err != nil {
-		_ = nc.Close()
-		return 0, err
-	}
-	cd, err := e.makeCodec()
-	if err != nil {
-		_ = nc.Close()
-		return 0, err
-	}
+	// Take a place first (WithMaxConns counts it), then ask the handler.
 	e.lifeMu.Lock()
 	if e.shutting {
 		e.lifeMu.Unlock()
 		_ = nc.Close()
 		return 0, fmt.Errorf("take connection: %w", mai.ErrShutdown)
 	}
+	if max := e.opts.MaxConns; max > 0 && e.live >= max {
+		live := e.live
+		e.lifeMu.Unlock()
+		_ = nc.Close()
+		return 0, e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", live, max)), info)
+	}
 	e.live++
 	e.lifeMu.Unlock()
+	if err := e.admit(info); err != nil {
+		e.connDone()
+		_ = nc.Close()
+		return 0, err
+	}
+	cd, err := makeCodec(e.newCodec)
+	if err != nil {
+		e.connDone()
+		_ = nc.Close()
+		return 0, err
+	}
 
 	c := &conn[F]{
 		e:        e,
@@ -195,6 +219,7 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 		since:    info.Since,
 		writable: true,
 	}
+	c.toldWritable = true
 	c.sizer, _ = cd.(codec.Sizer)
 	// The runner role is ours until the mailbox (OnReady first) is handed
 	// to its own goroutine below: input that arrives meanwhile waits.
@@ -243,24 +268,21 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 
 func isUnsupported(err error) bool { return err == mai.ErrUnsupported }
 
-func (e *ProtocolEngine[F]) makeCodec() (cd codec.Codec[F], err error) {
+func makeCodec[F any](newCodec codec.Factory[F]) (cd codec.Codec[F], err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: codec factory: %v", mai.ErrPanic, r)
 		}
 	}()
-	cd = e.newCodec()
+	cd = newCodec()
 	if cd == nil {
 		return nil, fmt.Errorf("%w: codec factory returned nil", mai.ErrInvalidOption)
 	}
 	return cd, nil
 }
 
-// admit applies WithMaxConns and the Handler's Admitter.
+// admit asks the Handler's Admitter, if it has one.
 func (e *ProtocolEngine[F]) admit(info mai.ConnInfo) error {
-	if max := e.opts.MaxConns; max > 0 && e.reg.len() >= max {
-		return e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", e.reg.len(), max)), info)
-	}
 	a, ok := e.h.(protocol.Admitter)
 	if !ok {
 		return nil

@@ -80,12 +80,18 @@ func (e *ProtocolEngine[F]) ListenNamed(name, network, address string) (net.Addr
 
 // Serve accepts connections from ln, which the caller made, in the
 // background, under name ("" names it after ln.Addr()). The engine owns ln
-// from then on and closes it when the listener is removed or the engine
-// shuts down. Serve does not block.
-func (e *ProtocolEngine[F]) Serve(name string, ln net.Listener) error {
+// from then on, also when Serve fails (it is closed then), and closes it
+// when the listener is removed or the engine shuts down. Serve does not
+// block.
+func (e *ProtocolEngine[F]) Serve(name string, ln net.Listener) (err error) {
 	if ln == nil {
 		return fmt.Errorf("%w: nil net.Listener", mai.ErrInvalidOption)
 	}
+	defer func() {
+		if err != nil {
+			_ = ln.Close()
+		}
+	}()
 	if name == "" {
 		name = ln.Addr().String()
 	}

@@ -142,7 +142,7 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 		}
 		frame, n, err := c.decode(rest)
 		if err != nil {
-			if errors.Is(err, codec.ErrSkip) && n > 0 && n <= len(rest) {
+			if err == codec.ErrSkip && n > 0 && n <= len(rest) {
 				off += n
 				c.need = 0
 				continue

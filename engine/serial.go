@@ -26,9 +26,8 @@ const (
 
 // event is one entry of a connection's mailbox.
 type event[F any] struct {
-	kind     eventKind
-	writable bool
-	timeout  mai.Timeout
+	kind    eventKind
+	timeout mai.Timeout
 	fn       func(mai.Context[F])
 	now      time.Time
 }
@@ -118,14 +117,29 @@ func (c *conn[F]) handle(ev *event[F]) {
 			c.fail(err)
 		}
 	case evTimeout:
-		if err := c.callTimeout(ev.timeout); err != nil {
+		t := ev.timeout
+		if t.Kind != mai.TimeoutTimer && c.closing.Load() {
+			// Already closing: a built-in timeout is not news to the
+			// handler, but a write that cannot finish ends the wait.
+			if t.Kind == mai.TimeoutWrite {
+				c.abortWith(t.Err())
+			}
+			return
+		}
+		if err := c.callTimeout(t); err != nil {
 			c.fail(err)
 		}
 	case evDo:
 		c.callDo(ev.fn)
 	case evWritability:
-		if wh, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
-			c.callWritability(wh, ev.writable)
+		// Deliver the state as it is now, and only a change: events can
+		// be posted in a different order than the flips they report.
+		c.outMu.Lock()
+		w := c.writable
+		c.outMu.Unlock()
+		if wh, ok := c.e.h.(protocol.WritabilityHandler[F]); ok && w != c.toldWritable {
+			c.toldWritable = w
+			c.callWritability(wh, w)
 		}
 	case evResume:
 		c.decodePending()
@@ -143,6 +157,12 @@ func (c *conn[F]) handle(ev *event[F]) {
 func (c *conn[F]) fail(err error) {
 	c.showError(err)
 	c.closing.Store(true)
+	if errors.Is(err, mai.ErrWriteTimeout) {
+		// Queued bytes cannot be written: an orderly close would wait
+		// for them for ever.
+		c.abortWith(err)
+		return
+	}
 	_ = c.closeWith(err, false)
 }
 

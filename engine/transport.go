@@ -5,33 +5,65 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // transport is the I/O layer under a connection. It delivers input by
 // calling conn.input (never concurrently for one connection), and calls
 // conn.transportClosed exactly once after the last input.
 type transport interface {
-	// write writes p and returns how much it wrote. Only the connection's
-	// flush loop calls it, so never concurrently. A blocking transport
-	// writes all of p or fails; a non-blocking one may return a short count
-	// with a nil error when the socket is full, and the flush loop then
-	// calls waitWritable (or hands the rest to a goroutine that does).
+	// write writes what the socket takes of p now, without waiting, and
+	// returns how much that was: a short count with a nil error means the
+	// socket is full. Only the connection's flush loop calls it, so never
+	// concurrently. The runner uses it, so a peer that does not read can
+	// never hold up the read path.
 	write(p []byte) (int, error)
 	// waitWritable blocks until the socket can take more bytes, or fails
-	// once the connection is closed.
+	// once the connection is closed. Transports that implement
+	// blockingWriter are never asked.
 	waitWritable() error
 	// close closes the connection now. It is idempotent, safe from any
 	// goroutine, and wakes a blocked write.
 	close()
 }
 
+// blockingWriter is implemented by transports that can only wait for the
+// socket by writing: flusher goroutines (never the runner) write the rest
+// of a batch with writeAll, which returns when all of p is written or the
+// connection failed.
+type blockingWriter interface {
+	writeAll(p []byte) error
+}
+
 // stdTransport drives a net.Conn with one reading goroutine.
 type stdTransport struct {
 	nc        net.Conn
+	raw       syscall.RawConn // nil when nc has no descriptor (TLS, pipes)
 	closeOnce sync.Once
 }
 
-func (t *stdTransport) write(p []byte) (int, error) { return t.nc.Write(p) }
+// write tries one non-blocking write through the descriptor; a net.Conn
+// without one writes nothing here and leaves everything to writeAll.
+func (t *stdTransport) write(p []byte) (int, error) {
+	if t.raw == nil {
+		return 0, nil
+	}
+	var n int
+	var werr error
+	err := t.raw.Write(func(fd uintptr) bool {
+		n, werr = rawWrite(fd, p)
+		return true // never wait here
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
+}
+
+func (t *stdTransport) writeAll(p []byte) error {
+	_, err := t.nc.Write(p)
+	return err
+}
 
 func (t *stdTransport) waitWritable() error { return nil }
 
@@ -42,6 +74,11 @@ func (t *stdTransport) close() {
 // attachStd starts the reading goroutine of c over nc.
 func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 	t := &stdTransport{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			t.raw = raw
+		}
+	}
 	c.tr = t
 	e.spawn(func() { readLoop(c, t) })
 }
@@ -62,12 +99,15 @@ func readLoop[F any](c *conn[F], t *stdTransport) {
 		}
 	}
 	c.e.pool.Put(buf)
-	t.close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // we closed it: the cause is already recorded
 	} else if errors.Is(err, io.EOF) {
 		err = io.EOF
 	}
+	// Record why before closing: a write failing on the closed socket
+	// must not become the cause.
+	c.peerEnded(err)
+	t.close()
 	c.transportClosed(err)
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
 
 	"github.com/cloudwego/netpoll"
@@ -19,22 +20,48 @@ const netpollSupported = true
 // npTransport drives a connection with netpoll: input arrives in OnRequest
 // on netpoll's goroutine pool, and the flush loop writes through the
 // connection's Writer (WriteBinary, then one Flush per batch).
+//
+// The runner's non-blocking write goes straight to the descriptor: netpoll's
+// output buffer is empty then, since the one flush loop of the connection
+// only starts a write once the previous Flush returned. fdMu keeps that
+// write from meeting the descriptor's close (and a reuse of its number):
+// our close callback runs before netpoll's own, which closes the
+// descriptor, and takes fdMu for writing.
 type npTransport struct {
-	nc netpoll.Connection
+	nc     netpoll.Connection
+	fd     int
+	fdMu   sync.RWMutex // guards fdGone against direct writes
+	fdGone bool
 }
 
 func (t *npTransport) write(p []byte) (int, error) {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if t.fdGone {
+		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
+	}
+	return rawWrite(uintptr(t.fd), p)
+}
+
+// writeAll writes through netpoll's Writer: the bytes are copied or
+// referenced into its output buffer and Flush waits until they are sent.
+func (t *npTransport) writeAll(p []byte) error {
 	w := t.nc.Writer()
 	if _, err := w.WriteBinary(p); err != nil {
-		return 0, err
+		return err
 	}
-	if err := w.Flush(); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return w.Flush()
 }
 
 func (t *npTransport) waitWritable() error { return nil }
+
+// fdClosing is called from our close callback, before netpoll closes the
+// descriptor.
+func (t *npTransport) fdClosing() {
+	t.fdMu.Lock()
+	t.fdGone = true
+	t.fdMu.Unlock()
+}
 
 func (t *npTransport) close() { _ = t.nc.Close() }
 
@@ -72,9 +99,10 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 		_ = unix.Close(fd)
 		return fmt.Errorf("mai: netpoll connection: %w", err)
 	}
-	t := &npTransport{nc: npc}
+	t := &npTransport{nc: npc, fd: fd}
 	c.tr = t
 	_ = npc.AddCloseCallback(func(netpoll.Connection) error {
+		t.fdClosing()
 		c.transportClosed(nil)
 		return nil
 	})

@@ -56,12 +56,12 @@ func (c *conn[F]) Send(frame F) error {
 	crossed := c.writable && queued >= high
 	if crossed {
 		c.writable = false
+		c.paused.Store(true)
 	}
 	c.outMu.Unlock()
 	if crossed {
-		c.paused.Store(true)
 		if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
-			c.post(event[F]{kind: evWritability, writable: false})
+			c.post(event[F]{kind: evWritability})
 		}
 	}
 	if startFlush {
@@ -141,19 +141,32 @@ func (c *conn[F]) flushLoop(inline bool) {
 			c.armBy(now + int64(opts.WriteTimeout))
 		}
 		var err error
-		for off < len(buf.B) && err == nil {
+		bw, blocking := c.tr.(blockingWriter)
+		switch {
+		case inline:
+			// The runner never waits for the socket: one attempt, and
+			// what the socket does not take goes to a flusher goroutine.
 			var n int
 			n, err = c.tr.write(buf.B[off:])
 			off += n
 			if err == nil && off < len(buf.B) {
-				if inline {
-					c.outMu.Lock()
-					c.rest, c.restOff = buf, off
-					c.outMu.Unlock()
-					c.e.spawn(func() { c.flushLoop(false) })
-					return
+				c.outMu.Lock()
+				c.rest, c.restOff = buf, off
+				c.outMu.Unlock()
+				c.e.spawn(func() { c.flushLoop(false) })
+				return
+			}
+		case blocking:
+			err = bw.writeAll(buf.B[off:])
+		default:
+			for off < len(buf.B) && err == nil {
+				var n int
+				if n, err = c.tr.write(buf.B[off:]); err == nil {
+					off += n
+					if off < len(buf.B) {
+						err = c.tr.waitWritable()
+					}
 				}
-				err = c.tr.waitWritable()
 			}
 		}
 		if err != nil {
@@ -181,14 +194,14 @@ func (c *conn[F]) flushLoop(inline bool) {
 		resumed := !c.writable && queued <= opts.WriteBufferLowWater
 		if resumed {
 			c.writable = true
+			c.paused.Store(false)
 		}
 		c.outMu.Unlock()
 		if resumed {
 			// Tell the handler first, then decode what was held back.
 			if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
-				c.post(event[F]{kind: evWritability, writable: true})
+				c.post(event[F]{kind: evWritability})
 			}
-			c.paused.Store(false)
 			c.post(event[F]{kind: evResume})
 		}
 	}

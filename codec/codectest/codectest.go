@@ -148,6 +148,12 @@ func (s *suite[F]) checks() []check {
 // a subtest; see the package documentation for the list. Run calls t.Fatal
 // in the subtest of a failing check; the message says what broke and on
 // which input.
+//
+// EverySplit decodes the whole encoded stream once per byte position, so
+// its cost grows with the square of the samples' total encoded size: keep
+// that to a few KiB. Run does not call t.Parallel; the Oversized check
+// measures allocation process-wide, so do not run it in parallel with
+// other tests either.
 func Run[F any](t *testing.T, f codec.Factory[F], samples []F, opts ...Option) {
 	t.Helper()
 	s, err := newSuite(f, samples, opts)
@@ -223,12 +229,12 @@ func Fuzz[F any](f *testing.F, fac codec.Factory[F], samples []F, opts ...Option
 func (s *suite[F]) newCodec() (c codec.Codec[F], err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("Factory panicked: %v\n%s", r, debug.Stack())
+			err = fmt.Errorf("the Factory panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
 	c = s.fac()
 	if c == nil {
-		return nil, errors.New("Factory returned a nil Codec")
+		return nil, errors.New("the Factory returned a nil Codec")
 	}
 	return c, nil
 }
@@ -254,7 +260,7 @@ func (s *suite[F]) encodeSamples() (stream []byte, encs [][]byte, err error) {
 	for i, smp := range s.samples {
 		stream, err = s.encode(c, stream, smp)
 		if err != nil {
-			return nil, nil, fmt.Errorf("Encode of sample %d %s: %w", i, show(smp), err)
+			return nil, nil, fmt.Errorf("encoding sample %d %s: %w", i, show(smp), err)
 		}
 		one, err := s.newCodec()
 		if err != nil {
@@ -262,7 +268,7 @@ func (s *suite[F]) encodeSamples() (stream []byte, encs [][]byte, err error) {
 		}
 		e, err := s.encode(one, nil, smp)
 		if err != nil {
-			return nil, nil, fmt.Errorf("Encode of sample %d %s: %w", i, show(smp), err)
+			return nil, nil, fmt.Errorf("encoding sample %d %s: %w", i, show(smp), err)
 		}
 		encs = append(encs, e)
 	}

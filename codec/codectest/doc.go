@@ -36,7 +36,7 @@
 // after Decode asks for more, a codec that implements codec.Sizer is asked
 // for the frame size, and Decode is not called again until that many bytes
 // are buffered. A fresh codec from the Factory decodes each stream. In the
-// split checks the kit also moves the pending bytes to another buffer
+// split checks the kit also moves the pending bytes to a new buffer
 // before each read and overwrites consumed and old bytes, so a codec that
 // keeps src, or a frame it returned, across calls is caught; frames are
 // compared while they are valid (at delivery, as OnFrame would see them).

@@ -26,10 +26,9 @@ type feeder[F any] struct {
 	sz   codec.Sizer
 	move bool
 
-	cur   []byte // cur[lo:] is pending input
-	lo    int
-	spare []byte // move mode: the other buffer
-	snap  []byte // move mode: copy of src, to catch a Decode that writes to it
+	cur  []byte // cur[lo:] is pending input
+	lo   int
+	snap []byte // move mode: copy of src, to catch a Decode that writes to it
 
 	want    int   // Sizer: the frame size; Decode waits for that many bytes
 	err     error // the protocol error that ended the stream
@@ -57,10 +56,13 @@ func (fd *feeder[F]) feed(chunk []byte) error {
 	fd.fed += len(chunk)
 	fd.reads++
 	if fd.move {
-		next := append(fd.spare[:0], fd.cur[fd.lo:]...)
+		// A new buffer every time: reusing the old one could put the same
+		// bytes back under a pointer the codec kept.
+		next := make([]byte, 0, len(fd.cur)-fd.lo+len(chunk))
+		next = append(next, fd.cur[fd.lo:]...)
 		next = append(next, chunk...)
 		fill(fd.cur)
-		fd.cur, fd.spare, fd.lo = next, fd.cur, 0
+		fd.cur, fd.lo = next, 0
 	} else {
 		fd.cur = append(fd.cur, chunk...)
 	}
@@ -110,14 +112,14 @@ func (fd *feeder[F]) drain() error {
 		}
 		fd.calls++
 		if fd.calls > fd.fed+fd.reads {
-			return fmt.Errorf("Decode called %d times for %d bytes in %d reads: no progress", fd.calls, fd.fed, fd.reads)
+			return fmt.Errorf("the codec's Decode was called %d times for %d bytes in %d reads: no progress", fd.calls, fd.fed, fd.reads)
 		}
 		d, perr := fd.decode(src)
 		if perr != nil {
 			return perr
 		}
 		if fd.move && !bytes.Equal(fd.snap, src) {
-			return fmt.Errorf("Decode modified src: was %s, now %s", show(fd.snap), show(src))
+			return fmt.Errorf("the codec's Decode modified src: was %s, now %s", show(fd.snap), show(src))
 		}
 		waited := fd.want
 		fd.want = 0

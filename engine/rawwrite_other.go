@@ -1,0 +1,6 @@
+//go:build !unix
+
+package engine
+
+// rawWrite is not available: every write goes through writeAll.
+func rawWrite(uintptr, []byte) (int, error) { return 0, nil }
