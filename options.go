@@ -68,6 +68,7 @@ type Options struct {
 	InitialBufferPoolSize int
 	MaxBufferPoolSize     int
 	MaxPooledBufferSize   int
+	MaxPooledBytes        int
 
 	MaxFrameSize    int
 	MaxInboundBytes int
@@ -98,6 +99,8 @@ const (
 	DefaultInitialBufferSize     = 4 << 10
 	DefaultInitialBufferPoolSize = 16
 	DefaultMaxBufferPoolSize     = 1024
+	DefaultMaxPooledBufferSize   = 1 << 20
+	DefaultMaxPooledBytes        = 4 << 20
 	DefaultMaxFrameSize          = 1 << 20 // when neither WithMaxFrameSize nor the codec sets one
 	DefaultWriteBufferLowWater   = 32 << 10
 	DefaultWriteBufferHighWater  = 64 << 10
@@ -161,7 +164,10 @@ func (o Options) Resolve(codecMaxFrame int) (Options, error) {
 		o.MaxInboundBytes = o.MaxFrameSize + 64<<10
 	}
 	if o.MaxPooledBufferSize == 0 {
-		o.MaxPooledBufferSize = 16 * o.InitialBufferSize
+		o.MaxPooledBufferSize = max(DefaultMaxPooledBufferSize, o.InitialBufferSize)
+	}
+	if o.MaxPooledBytes == 0 {
+		o.MaxPooledBytes = max(DefaultMaxPooledBytes, o.InitialBufferSize*o.InitialBufferPoolSize)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -182,6 +188,8 @@ func (o *Options) validate() error {
 		return bad("MaxBufferPoolSize %d must not be negative", o.MaxBufferPoolSize)
 	case o.InitialBufferPoolSize > o.MaxBufferPoolSize:
 		return bad("InitialBufferPoolSize %d is over MaxBufferPoolSize %d", o.InitialBufferPoolSize, o.MaxBufferPoolSize)
+	case o.MaxPooledBytes < 0:
+		return bad("MaxPooledBytes %d must not be negative", o.MaxPooledBytes)
 	case o.MaxPooledBufferSize < o.InitialBufferSize:
 		return bad("MaxPooledBufferSize %d is under InitialBufferSize %d", o.MaxPooledBufferSize, o.InitialBufferSize)
 	case o.MaxFrameSize <= 0:
@@ -233,8 +241,14 @@ func WithMaxBufferPoolSize(n int) Option { return func(o *Options) { o.MaxBuffer
 
 // WithMaxPooledBufferSize sets the largest buffer capacity the pool keeps; a
 // buffer that grew beyond it (for one large frame) is dropped on return.
-// Default 16 times the initial buffer size. Servers and clients.
+// Default 1 MiB (at least the initial buffer size). Servers and clients.
 func WithMaxPooledBufferSize(n int) Option { return func(o *Options) { o.MaxPooledBufferSize = n } }
+
+// WithMaxPooledBytes bounds the total capacity of the pool's idle buffers,
+// so buffers that grew for large frames are reused without the pool ever
+// holding more than n bytes. Default 4 MiB (at least the initial pool).
+// Servers and clients.
+func WithMaxPooledBytes(n int) Option { return func(o *Options) { o.MaxPooledBytes = n } }
 
 // WithMaxFrameSize sets the largest frame, in encoded bytes (header and
 // delimiter included), the engine buffers for a connection: a partial frame

@@ -32,15 +32,21 @@ type Config struct {
 	// beyond it is dropped on Put. 0 means 16 * InitialSize. Must be at
 	// least InitialSize.
 	MaxSize int
+	// MaxIdleBytes bounds the total capacity of the idle buffers: a Put
+	// that would go over it drops the buffer. 0 means MaxIdle *
+	// InitialSize, so a pool of grown buffers holds no more memory than a
+	// full pool of fresh ones.
+	MaxIdleBytes int
 }
 
 // Stats are the pool's counters since New.
 type Stats struct {
-	Gets   uint64 // calls to Get
-	Misses uint64 // Gets that found no idle buffer and allocated one
-	Puts   uint64 // calls to Put with a non-nil buffer
-	Drops  uint64 // Puts whose buffer was not kept: pool full or buffer too large
-	Idle   int    // buffers currently idle in the pool
+	Gets      uint64 // calls to Get
+	Misses    uint64 // Gets that found no idle buffer and allocated one
+	Puts      uint64 // calls to Put with a non-nil buffer
+	Drops     uint64 // Puts whose buffer was not kept: pool full or buffer too large
+	Idle      int    // buffers currently idle in the pool
+	IdleBytes int    // their total capacity
 }
 
 // Pool is a bounded LIFO pool of buffers. It is safe for concurrent use.
@@ -49,8 +55,11 @@ type Pool struct {
 	initialSize int
 	maxSize     int
 
-	idleMu sync.Mutex // guards idle
-	idle   []*Buffer  // LIFO stack; cap is MaxIdle
+	maxIdleBytes int
+
+	idleMu    sync.Mutex // guards idle and idleBytes
+	idle      []*Buffer  // LIFO stack; cap is MaxIdle
+	idleBytes int        // sum of cap(B) over idle
 
 	gets, misses, puts, drops atomic.Uint64
 }
@@ -59,6 +68,9 @@ type Pool struct {
 func New(cfg Config) (*Pool, error) {
 	if cfg.MaxSize == 0 {
 		cfg.MaxSize = 16 * cfg.InitialSize
+	}
+	if cfg.MaxIdleBytes == 0 {
+		cfg.MaxIdleBytes = cfg.MaxIdle * cfg.InitialSize
 	}
 	switch {
 	case cfg.InitialSize <= 0:
@@ -69,14 +81,18 @@ func New(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("bufpool: Preallocate %d must be in [0, MaxIdle %d]", cfg.Preallocate, cfg.MaxIdle)
 	case cfg.MaxSize < cfg.InitialSize:
 		return nil, fmt.Errorf("bufpool: MaxSize %d is under InitialSize %d", cfg.MaxSize, cfg.InitialSize)
+	case cfg.MaxIdleBytes < 0:
+		return nil, fmt.Errorf("bufpool: MaxIdleBytes %d must not be negative", cfg.MaxIdleBytes)
 	}
 	p := &Pool{
-		initialSize: cfg.InitialSize,
-		maxSize:     cfg.MaxSize,
-		idle:        make([]*Buffer, 0, cfg.MaxIdle),
+		initialSize:  cfg.InitialSize,
+		maxSize:      cfg.MaxSize,
+		maxIdleBytes: cfg.MaxIdleBytes,
+		idle:         make([]*Buffer, 0, cfg.MaxIdle),
 	}
-	for i := 0; i < cfg.Preallocate; i++ {
+	for i := 0; i < cfg.Preallocate && p.idleBytes+cfg.InitialSize <= p.maxIdleBytes; i++ {
 		p.idle = append(p.idle, p.alloc())
+		p.idleBytes += cfg.InitialSize
 	}
 	return p, nil
 }
@@ -94,6 +110,7 @@ func (p *Pool) Get() *Buffer {
 		b := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
+		p.idleBytes -= cap(b.B)
 		p.idleMu.Unlock()
 		return b
 	}
@@ -104,7 +121,8 @@ func (p *Pool) Get() *Buffer {
 
 // Put returns b to the pool. The caller must not use b, or any slice of its
 // B, afterwards. A nil b is ignored. A buffer whose capacity is over MaxSize,
-// or that finds the pool full, is dropped.
+// or that finds the pool full (MaxIdle buffers, or MaxIdleBytes), is
+// dropped.
 func (p *Pool) Put(b *Buffer) {
 	if b == nil {
 		return
@@ -116,8 +134,9 @@ func (p *Pool) Put(b *Buffer) {
 	}
 	b.B = b.B[:0]
 	p.idleMu.Lock()
-	if len(p.idle) < cap(p.idle) {
+	if len(p.idle) < cap(p.idle) && p.idleBytes+cap(b.B) <= p.maxIdleBytes {
 		p.idle = append(p.idle, b)
+		p.idleBytes += cap(b.B)
 		p.idleMu.Unlock()
 		return
 	}
@@ -128,13 +147,14 @@ func (p *Pool) Put(b *Buffer) {
 // Stats returns the pool's counters.
 func (p *Pool) Stats() Stats {
 	p.idleMu.Lock()
-	idle := len(p.idle)
+	idle, idleBytes := len(p.idle), p.idleBytes
 	p.idleMu.Unlock()
 	return Stats{
-		Gets:   p.gets.Load(),
-		Misses: p.misses.Load(),
-		Puts:   p.puts.Load(),
-		Drops:  p.drops.Load(),
-		Idle:   idle,
+		IdleBytes: idleBytes,
+		Gets:      p.gets.Load(),
+		Misses:    p.misses.Load(),
+		Puts:      p.puts.Load(),
+		Drops:     p.drops.Load(),
+		Idle:      idle,
 	}
 }

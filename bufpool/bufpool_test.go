@@ -56,11 +56,11 @@ func TestGetPutStats(t *testing.T) {
 		want  bufpool.Stats
 	}{
 		{"preallocated hit", bufpool.Config{InitialSize: 64, Preallocate: 1, MaxIdle: 1}, "gp",
-			bufpool.Stats{Gets: 1, Puts: 1, Idle: 1}},
+			bufpool.Stats{Gets: 1, Puts: 1, Idle: 1, IdleBytes: 64}},
 		{"miss", bufpool.Config{InitialSize: 64, MaxIdle: 1}, "gp",
-			bufpool.Stats{Gets: 1, Misses: 1, Puts: 1, Idle: 1}},
+			bufpool.Stats{Gets: 1, Misses: 1, Puts: 1, Idle: 1, IdleBytes: 64}},
 		{"MaxIdle bound", bufpool.Config{InitialSize: 64, MaxIdle: 2}, "gggppp",
-			bufpool.Stats{Gets: 3, Misses: 3, Puts: 3, Drops: 1, Idle: 2}},
+			bufpool.Stats{Gets: 3, Misses: 3, Puts: 3, Drops: 1, Idle: 2, IdleBytes: 128}},
 		{"MaxIdle 0 keeps none", bufpool.Config{InitialSize: 64}, "gpgp",
 			bufpool.Stats{Gets: 2, Misses: 2, Puts: 2, Drops: 2}},
 		{"MaxSize drop", bufpool.Config{InitialSize: 64, MaxIdle: 4, MaxSize: 1024}, "gGp",
@@ -68,7 +68,9 @@ func TestGetPutStats(t *testing.T) {
 		{"nil Put ignored", bufpool.Config{InitialSize: 64, MaxIdle: 4}, "nn",
 			bufpool.Stats{}},
 		{"reuse after Put", bufpool.Config{InitialSize: 64, MaxIdle: 4}, "gpgpgp",
-			bufpool.Stats{Gets: 3, Misses: 1, Puts: 3, Idle: 1}},
+			bufpool.Stats{Gets: 3, Misses: 1, Puts: 3, Idle: 1, IdleBytes: 64}},
+		{"MaxIdleBytes bound: a grown buffer is kept, the next one dropped", bufpool.Config{InitialSize: 64, MaxIdle: 4, MaxSize: 4 << 20, MaxIdleBytes: 2 << 20}, "gGgGpp",
+			bufpool.Stats{Gets: 2, Misses: 2, Puts: 2, Drops: 1, Idle: 1, IdleBytes: -1}}, // -1: one grown buffer, over 1 MiB
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,7 +95,14 @@ func TestGetPutStats(t *testing.T) {
 					p.Put(nil)
 				}
 			}
-			if got := p.Stats(); got != tt.want {
+			got := p.Stats()
+			if tt.want.IdleBytes == -1 {
+				if got.IdleBytes <= 1<<20 || got.IdleBytes > 2<<20 {
+					t.Fatalf("IdleBytes = %d, want one grown buffer", got.IdleBytes)
+				}
+				got.IdleBytes = -1
+			}
+			if got != tt.want {
 				t.Fatalf("Stats = %+v, want %+v", got, tt.want)
 			}
 		})

@@ -110,10 +110,11 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 		}
 	}
 	pool, err := bufpool.New(bufpool.Config{
-		InitialSize: o.InitialBufferSize,
-		Preallocate: o.InitialBufferPoolSize,
-		MaxIdle:     o.MaxBufferPoolSize,
-		MaxSize:     o.MaxPooledBufferSize,
+		InitialSize:  o.InitialBufferSize,
+		Preallocate:  o.InitialBufferPoolSize,
+		MaxIdle:      o.MaxBufferPoolSize,
+		MaxSize:      o.MaxPooledBufferSize,
+		MaxIdleBytes: o.MaxPooledBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", mai.ErrInvalidOption, err)

@@ -97,9 +97,13 @@ func (c *conn[F]) appendPending(data []byte) bool {
 	// Reserve room for the whole frame once when its size is known, so a
 	// large frame is copied once instead of through repeated growth.
 	if want := c.need; want > 0 && cap(c.pend.B)-c.pendOff < want && want >= unread+len(data) {
-		nb := make([]byte, unread, want)
-		copy(nb, c.pend.B[c.pendOff:])
-		c.pend.B, c.pendOff = nb, 0
+		nb := c.e.pool.Get()
+		if cap(nb.B) < want {
+			nb.B = make([]byte, 0, want) // kept by the pool afterwards, within its bounds
+		}
+		nb.B = append(nb.B, c.pend.B[c.pendOff:]...)
+		c.e.pool.Put(c.pend)
+		c.pend, c.pendOff = nb, 0
 	}
 	c.pend.B = append(c.pend.B, data...)
 	return true

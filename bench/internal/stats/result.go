@@ -1,0 +1,31 @@
+package stats
+
+// Result is what one load generator run reports: one JSON line on stdout,
+// prefixed with "RESULT ".
+type Result struct {
+	Mode    string  `json:"mode"`
+	Conns   int     `json:"conns"`
+	Size    int     `json:"size"`
+	Depth   int     `json:"depth"`
+	Seconds float64 `json:"seconds"` // length of the measured window
+
+	Frames       int64   `json:"frames"` // replies received and verified in the window
+	FramesPerSec float64 `json:"frames_per_sec"`
+	MBPerSec     float64 `json:"mb_per_sec"` // payload bytes echoed per second, 10^6 bytes, one direction
+	P50us        float64 `json:"p50_us"`
+	P99us        float64 `json:"p99_us"`
+	P999us       float64 `json:"p999_us"`
+	Errors       int64   `json:"errors"` // bad replies and I/O errors (a correct run has none)
+	FirstError   string  `json:"first_error,omitempty"`
+
+	ServerCPUSec float64 `json:"server_cpu_sec"`
+	ClientCPUSec float64 `json:"client_cpu_sec"`
+	// ServerUsPerFrame is server CPU microseconds per echoed frame, which
+	// is the same number as server CPU seconds per million frames.
+	ServerUsPerFrame float64 `json:"server_us_per_frame"`
+	// ForeignPct is the CPU time of both cores that neither the server nor
+	// the client used during the window, in percent of one core: other
+	// processes (builds, tests), the kernel's own threads, and steal.
+	ForeignPct float64 `json:"foreign_pct"`
+	StealPct   float64 `json:"steal_pct"`
+}
