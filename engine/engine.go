@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -226,9 +227,12 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 	// to its own goroutine below: input that arrives meanwhile waits.
 	c.serial.Lock()
 	c.running.Store(true)
-	c.id = e.reg.insert(c)
 	c.mbox = append(c.mbox, event[F]{kind: evReady})
 	c.mailN.Store(1)
+	// The ID is reserved now and the connection published only once its
+	// mailbox and transport are in place, so nothing that walks the
+	// registry (ticks, Broadcast, Shutdown) can meet it half made.
+	c.id = e.reg.reserve()
 	c.startWatchdog()
 	attached := false
 	var attachErr error
@@ -254,6 +258,8 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 	if !attached {
 		e.attachStd(c, nc)
 	}
+	// false: the connection closed already; its OnClosed is queued.
+	e.reg.publish(c.id, c)
 	e.accepted.Add(1)
 	id := c.id
 	e.goRun(c)
@@ -267,7 +273,7 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 	return id, nil
 }
 
-func isUnsupported(err error) bool { return err == mai.ErrUnsupported }
+func isUnsupported(err error) bool { return errors.Is(err, mai.ErrUnsupported) }
 
 func makeCodec[F any](newCodec codec.Factory[F]) (cd codec.Codec[F], err error) {
 	defer func() {

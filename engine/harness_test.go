@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,12 @@ func TestMain(m *testing.M) {
 
 // transports runs a test once per transport.
 var transports = []mai.Transport{mai.TransportNetpoll, mai.TransportStd}
+
+func init() {
+	if runtime.GOOS == "linux" {
+		transports = append(transports, mai.TransportEpoll)
+	}
+}
 
 func forEachTransport(t *testing.T, fn func(t *testing.T, tr mai.Transport)) {
 	for _, tr := range transports {

@@ -17,8 +17,9 @@ type registry[F any] struct {
 }
 
 type slot[F any] struct {
-	gen uint32
-	c   *conn[F]
+	gen      uint32
+	c        *conn[F]
+	reserved bool // an ID is handed out, the connection not published yet
 }
 
 func (r *registry[F]) init(capacity int) {
@@ -26,8 +27,9 @@ func (r *registry[F]) init(capacity int) {
 	r.free = make([]uint32, 0, capacity)
 }
 
-// insert stores c in a free slot and returns its new ID.
-func (r *registry[F]) insert(c *conn[F]) mai.ConnID {
+// reserve takes a free slot and returns its new ID. The slot finds nothing
+// until publish: a connection is published only once it is complete.
+func (r *registry[F]) reserve() mai.ConnID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var i uint32
@@ -43,12 +45,27 @@ func (r *registry[F]) insert(c *conn[F]) mai.ConnID {
 	if s.gen == 0 { // wrapped: 0 is reserved so the zero ConnID never exists
 		s.gen = 1
 	}
-	s.c = c
-	r.live++
+	s.reserved = true
 	return mai.NewConnID(i, s.gen)
 }
 
-// remove empties the slot of id if it still holds that connection.
+// publish makes c findable under id. It reports false if id was removed
+// meanwhile (the connection closed before it was complete).
+func (r *registry[F]) publish(id mai.ConnID, c *conn[F]) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &r.slots[id.Slot()]
+	if s.gen != id.Generation() || !s.reserved {
+		return false
+	}
+	s.reserved = false
+	s.c = c
+	r.live++
+	return true
+}
+
+// remove frees the slot of id if it still holds that connection (or its
+// reservation).
 func (r *registry[F]) remove(id mai.ConnID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -57,12 +74,14 @@ func (r *registry[F]) remove(id mai.ConnID) {
 		return
 	}
 	s := &r.slots[i]
-	if s.gen != id.Generation() || s.c == nil {
+	if s.gen != id.Generation() || (s.c == nil && !s.reserved) {
 		return
 	}
-	s.c = nil
+	if s.c != nil {
+		r.live--
+	}
+	s.c, s.reserved = nil, false
 	r.free = append(r.free, i)
-	r.live--
 }
 
 // get returns the live connection with id, or nil.

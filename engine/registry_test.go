@@ -34,7 +34,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-
 // echoRoundTrip writes a frame on c and expects it back.
 func echoRoundTrip(t testing.TB, c net.Conn, what string) {
 	t.Helper()

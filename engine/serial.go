@@ -28,8 +28,8 @@ const (
 type event[F any] struct {
 	kind    eventKind
 	timeout mai.Timeout
-	fn       func(mai.Context[F])
-	now      time.Time
+	fn      func(mai.Context[F])
+	now     time.Time
 }
 
 // A connection's callbacks run one at a time. Whoever holds c.serial is the

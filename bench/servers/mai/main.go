@@ -24,6 +24,8 @@ var (
 	writeHigh  = flag.Int("write-high", 0, "WithWriteBufferWaterMarks high mark; 0: the default")
 	maxPooled  = flag.Int("max-pooled", 0, "WithMaxPooledBufferSize; 0: the default")
 	initialBuf = flag.Int("initial-buffer", 0, "WithInitialBufferSize; 0: the default")
+	pollers    = flag.Int("pollers", 0, "WithPollers (netpoll pollers, process-wide); 0: netpoll's default")
+	transport  = flag.String("transport", "", "WithTransport: netpoll, std or epoll; empty: the default")
 )
 
 func main() { srvkit.Main("mai", start) }
@@ -45,7 +47,19 @@ func start(addr string) (string, func(context.Context) error, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	opts := []mai.Option{mai.WithMaxFrameSize(srvkit.HeaderLen + srvkit.MaxFrame)}
+	// The engine takes its frame limit from the codec (codec.MaxSizer).
+	var opts []mai.Option
+	switch *transport {
+	case "netpoll":
+		opts = append(opts, mai.WithTransport(mai.TransportNetpoll))
+	case "std":
+		opts = append(opts, mai.WithTransport(mai.TransportStd))
+	case "epoll":
+		opts = append(opts, mai.WithTransport(mai.TransportEpoll))
+	}
+	if *pollers > 0 {
+		opts = append(opts, mai.WithPollers(*pollers))
+	}
 	if *writeHigh > 0 {
 		opts = append(opts, mai.WithWriteBufferWaterMarks(*writeLow, *writeHigh))
 	}
