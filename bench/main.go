@@ -24,7 +24,24 @@ import (
 )
 
 // allImpls is every implementation, mai first.
-var allImpls = []string{"mai", "netpoll", "gnet", "nbio", "std"}
+var allImpls = []string{"mai", "mai-epoll", "netpoll", "gnet", "nbio", "std"}
+
+// serverPkg is the package an implementation's server is built from:
+// mai-epoll is mai's server on mai.TransportEpoll (see implArgs).
+func serverPkg(impl string) string {
+	if impl == "mai-epoll" {
+		return "./servers/mai"
+	}
+	return "./servers/" + impl
+}
+
+// implArgs are the server flags an implementation always runs with.
+func implArgs(impl string) []string {
+	if impl == "mai-epoll" {
+		return []string{"-transport", "epoll"}
+	}
+	return nil
+}
 
 // scenario is one load shape.
 type scenario struct {
@@ -247,7 +264,7 @@ func buildAll(impls []string) ([]string, error) {
 	}
 	var ok []string
 	for _, impl := range impls {
-		if err := build(binPath(impl), "./servers/"+impl); err != nil {
+		if err := build(binPath(impl), serverPkg(impl)); err != nil {
 			log.Printf("warning: %s does not build, left out: %v", impl, err)
 			continue
 		}
@@ -262,16 +279,16 @@ func buildAll(impls []string) ([]string, error) {
 func logRun(r Run) {
 	switch {
 	case r.Err != "":
-		log.Printf("%s r%d %-7s FAILED: %s", r.Scenario, r.Round, r.Impl, r.Err)
+		log.Printf("%s r%d %-9s FAILED: %s", r.Scenario, r.Round, r.Impl, r.Err)
 	case r.Mem != nil:
-		log.Printf("%s r%d %-7s %6.2f KiB/conn idle, %6.2f after echo, %d goroutines",
+		log.Printf("%s r%d %-9s %6.2f KiB/conn idle, %6.2f after echo, %d goroutines",
 			r.Scenario, r.Round, r.Impl, r.Mem.IdleKiBPerConn, r.Mem.EchoKiBPerConn, r.Mem.EchoStats.Goroutines)
 	default:
 		flag := ""
 		if r.Disturbed {
 			flag = fmt.Sprintf("  DISTURBED (other work %.0f%% of a core)", r.Load.ForeignPct)
 		}
-		log.Printf("%s r%d %-7s %9.0f frames/s %8.1f MB/s  %6.2f us/frame server CPU  p99 %8.0f us%s",
+		log.Printf("%s r%d %-9s %9.0f frames/s %8.1f MB/s  %6.2f us/frame server CPU  p99 %8.0f us%s",
 			r.Scenario, r.Round, r.Impl, r.Load.FramesPerSec, r.Load.MBPerSec,
 			r.Load.ServerUsPerFrame, r.Load.P99us, flag)
 	}

@@ -374,6 +374,10 @@ func versions(impls []string) map[string]string {
 	}
 	out := map[string]string{"std": runtime.Version()}
 	for _, impl := range impls {
+		if impl == "mai-epoll" {
+			out[impl] = "mai with -transport epoll"
+			continue
+		}
 		if impl == "mai" {
 			rev, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output()
 			if err == nil {

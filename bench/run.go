@@ -42,9 +42,10 @@ type MemResult struct {
 
 func runOne(cfg config, sc scenario, impl string, round int, srvArgs ...string) Run {
 	t0 := time.Now()
-	if impl == "mai" && maiArgs != "" {
+	if (impl == "mai" || impl == "mai-epoll") && maiArgs != "" {
 		srvArgs = append(strings.Fields(maiArgs), srvArgs...)
 	}
+	srvArgs = append(implArgs(impl), srvArgs...)
 	r := Run{Scenario: sc.Key, Impl: impl, Round: round}
 	var err error
 	if sc.Mode == "idle" {
