@@ -28,14 +28,33 @@ func (c *conn[F]) input(data []byte) {
 
 // consume decodes data, or keeps it for later. serial is held.
 func (c *conn[F]) consume(data []byte) {
-	if c.pend != nil || c.paused.Load() {
-		// Older bytes come first, or decoding is paused: append.
-		if !c.appendPending(data) {
+	// A partial frame is pending: feed it only what it needs (the size
+	// Sizer told, or geometrically growing pieces), so a large read is not
+	// copied whole and counted against the inbound bound; the rest is
+	// decoded in place below.
+	for c.pend != nil && len(data) > 0 && !c.paused.Load() {
+		unread := len(c.pend.B) - c.pendOff
+		k := len(data)
+		if c.need > unread {
+			k = min(k, c.need-unread)
+		} else {
+			k = min(k, max(unread, c.e.opts.InitialBufferSize))
+		}
+		if !c.appendPending(data[:k]) {
 			return
 		}
-		if !c.paused.Load() {
-			c.decodePending()
+		data = data[k:]
+		c.decodePending()
+		if c.poisoned || c.closing.Load() {
+			return
 		}
+	}
+	if len(data) == 0 {
+		return
+	}
+	if c.pend != nil || c.paused.Load() {
+		// Decoding is paused: keep the input, within the inbound bound.
+		c.appendPending(data)
 		return
 	}
 	off := c.decodeFrom(data)
