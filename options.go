@@ -76,6 +76,7 @@ type Options struct {
 	WriteBufferLowWater  int
 	WriteBufferHighWater int
 	Backpressure         BackpressurePolicy
+	NoReadPause          bool
 
 	IdleTimeout      time.Duration
 	ReadTimeout      time.Duration
@@ -273,6 +274,14 @@ func WithMaxInboundBytes(n int) Option { return func(o *Options) { o.MaxInboundB
 func WithWriteBufferWaterMarks(low, high int) Option {
 	return func(o *Options) { o.WriteBufferLowWater, o.WriteBufferHighWater = low, high }
 }
+
+// WithReadPause sets whether a connection's input stops being decoded while
+// its outbound queue is over the high water mark. Default true: a peer that
+// does not read its replies cannot make an echo-style handler queue without
+// bound; its input waits, within WithMaxInboundBytes. A client whose input
+// is the replies that drain its own pipeline may turn it off. Servers and
+// clients.
+func WithReadPause(on bool) Option { return func(o *Options) { o.NoReadPause = !on } }
 
 // WithBackpressure sets what Send does over the high water mark. Default
 // BackpressureReject. Servers and clients.

@@ -44,6 +44,9 @@ type Codec[F any] interface {
 	// guarantees such a frame stays valid until the OnFrame call that
 	// receives it returns, so a handler that keeps a frame, or part of it,
 	// past OnFrame must copy it. Decode must not modify src or keep it.
+	// The engine does not call Decode again before the OnFrame of the
+	// frame it returned has returned, so a codec may reuse scratch memory
+	// of its own (an argument slice) from one frame to the next.
 	//
 	// End of input: when the peer closes with bytes that no Decode call
 	// turned into a frame, the engine reports mai.ErrPartialFrame and closes;

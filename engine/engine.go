@@ -175,7 +175,7 @@ func (e *ProtocolEngine[F]) goFlush(c *conn[F]) { e.spawn(func() { c.flushLoop(f
 
 // adopt takes a connected net.Conn: admission, registration, transport,
 // then OnReady on the connection's runner. On error nc is closed.
-func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) (mai.ConnID, error) {
+func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string, copts ...ConnOption) (mai.ConnID, error) {
 	info := mai.ConnInfo{
 		Origin:     origin,
 		Listener:   lname,
@@ -222,6 +222,13 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string) 
 		writable: true,
 	}
 	c.toldWritable = true
+	var setup ConnSetup
+	for _, o := range copts {
+		if o != nil {
+			o(&setup)
+		}
+	}
+	c.session = setup.session
 	c.sizer, _ = cd.(codec.Sizer)
 	// The runner role is ours until the mailbox (OnReady first) is handed
 	// to its own goroutine below: input that arrives meanwhile waits.
@@ -330,11 +337,27 @@ func (e *ProtocolEngine[F]) connDone() {
 	e.lifeMu.Unlock()
 }
 
+// ConnOption configures one connection given to Dial or Manage.
+type ConnOption func(*ConnSetup)
+
+// ConnSetup is what a ConnOption may set on a connection before its first
+// callback.
+type ConnSetup struct {
+	session any
+}
+
+// WithSession stores v as the connection's session (Context.Session) before
+// OnReady runs, so state made by the caller of Dial or Manage is there for
+// every callback, however early the first one comes.
+func WithSession(v any) ConnOption { return func(s *ConnSetup) { s.session = v } }
+
 // Dial connects to address (see net.Dialer.DialContext; ctx bounds the
 // connect, not the connection) and hands the connection to the engine. A
 // failed dial or a rejected connection is returned as an error and no
-// callback runs; otherwise OnReady follows on the engine's goroutines.
-func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string) (mai.ConnID, error) {
+// callback runs; otherwise OnReady follows on the engine's goroutines,
+// possibly before Dial returns (use WithSession to hand state to the
+// callbacks).
+func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string, opts ...ConnOption) (mai.ConnID, error) {
 	select {
 	case <-e.closing:
 		return 0, fmt.Errorf("dial %s: %w", address, mai.ErrShutdown)
@@ -345,17 +368,18 @@ func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string) (
 	if err != nil {
 		return 0, fmt.Errorf("mai: dial %s %s: %w", network, address, err)
 	}
-	return e.adopt(nc, mai.OriginDialed, "")
+	return e.adopt(nc, mai.OriginDialed, "", opts...)
 }
 
 // Manage hands a connection accepted or dialed elsewhere to the engine,
 // which owns it from then on (the engine may close nc and continue on a
-// duplicate of its descriptor). On error nc is closed.
-func (e *ProtocolEngine[F]) Manage(nc net.Conn) (mai.ConnID, error) {
+// duplicate of its descriptor). On error nc is closed. OnReady may run
+// before Manage returns (use WithSession to hand state to the callbacks).
+func (e *ProtocolEngine[F]) Manage(nc net.Conn, opts ...ConnOption) (mai.ConnID, error) {
 	if nc == nil {
 		return 0, fmt.Errorf("%w: nil net.Conn", mai.ErrInvalidOption)
 	}
-	return e.adopt(nc, mai.OriginManaged, "")
+	return e.adopt(nc, mai.OriginManaged, "", opts...)
 }
 
 // Shutdown stops the engine in order: it stops accepting, closes every

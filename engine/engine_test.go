@@ -560,3 +560,75 @@ func TestInvalidOptions(t *testing.T) {
 		t.Errorf("nil handler: %v", err)
 	}
 }
+
+// TestDialWithSession: the session given to Dial is there in OnReady, even
+// when OnReady runs before Dial returns.
+func TestDialWithSession(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		_, addr := server(t, echo{}, lengthField(t, 1<<10), mai.WithTransport(tr))
+		r := newRecorder(t)
+		seen := make(chan any, 1)
+		r.onReady = func(c mai.Context[[]byte]) error {
+			seen <- c.Session()
+			return nil
+		}
+		cl, err := New(lengthField(t, 1<<10), r, mai.WithTransport(tr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer shutdown(t, cl)
+		if _, err := cl.Dial(context.Background(), "tcp", addr, WithSession("state")); err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, seen, "OnReady"); got != "state" {
+			t.Fatalf("session in OnReady = %v", got)
+		}
+	})
+}
+
+// TestReadPauseOff: with WithReadPause(false), input is decoded while the
+// connection is over its high water mark; with the default it is not.
+func TestReadPauseOff(t *testing.T) {
+	for _, pause := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pause=%v", pause), func(t *testing.T) {
+			forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+				r := newRecorder(t)
+				frames := make(chan bool, 16)
+				r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+					frames <- c.Writable()
+					return nil
+				}
+				_, addr := server(t, r, lengthField(t, 64<<20), mai.WithTransport(tr),
+					mai.WithWriteBufferWaterMarks(32<<10, 64<<10), mai.WithReadPause(pause))
+				c := dial(t, addr)
+				_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+				ctx := recv(t, r.ready, "ready")
+				// The client never reads: one 32 MiB frame (accepted, the
+				// queue was under the mark) is far more than the kernel
+				// buffers hold, so the queue stays over the mark.
+				if err := ctx.Send(make([]byte, 32<<20)); err != nil {
+					t.Fatal(err)
+				}
+				if ctx.Writable() {
+					t.Skip("the kernel took 32 MiB: cannot hold the queue over the mark here")
+				}
+				if _, err := c.Write(frame([]byte("while unwritable"))); err != nil {
+					t.Fatal(err)
+				}
+				if pause {
+					// Nothing is decoded; the connection stays stuck until
+					// the test ends (the client never reads).
+					select {
+					case <-frames:
+						t.Fatal("a frame was decoded over the high water mark with the read pause on")
+					case <-time.After(100 * time.Millisecond):
+					}
+					return
+				}
+				if w := recv(t, frames, "a frame decoded over the high water mark"); w {
+					t.Error("OnFrame saw a writable connection")
+				}
+			})
+		})
+	}
+}

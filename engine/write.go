@@ -56,7 +56,9 @@ func (c *conn[F]) Send(frame F) error {
 	crossed := c.writable && queued >= high
 	if crossed {
 		c.writable = false
-		c.paused.Store(true)
+		if !c.e.opts.NoReadPause {
+			c.paused.Store(true)
+		}
 	}
 	c.outMu.Unlock()
 	if crossed {

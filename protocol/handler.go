@@ -35,6 +35,12 @@ type Handler[F any] interface {
 	// the engine's input buffer and is valid until OnFrame returns: copy
 	// what you keep (see codec.Codec). Returning an error closes the
 	// connection with it, after queued frames are written.
+	//
+	// With the netpoll transport, netpoll keeps reading a connection while
+	// its OnFrame runs (it cannot pause reading: netpoll#422), so a
+	// callback that blocks for long lets a flooding peer fill netpoll's
+	// buffer beyond mai's bounds; keep callbacks short, or use the std or
+	// epoll transport, where a blocked callback stops reading.
 	OnFrame(c mai.Context[F], frame F) error
 
 	// OnTimeout is called when a timer of the connection fires: an idle,
@@ -49,7 +55,11 @@ type Handler[F any] interface {
 	// connection: a protocol error (mai.ErrProtocol), an oversized frame
 	// (mai.ErrFrameTooLarge), an inbound or outbound bound, an I/O error, a
 	// recovered panic (mai.ErrPanic), or an error a callback returned.
-	// OnClosed follows.
+	// OnClosed follows. For protocol errors, oversized frames, panics and
+	// errors a callback returned, OnError runs before the close starts:
+	// frames it sends (a "-ERR Protocol error" reply, say) are written
+	// before the connection closes. After I/O errors, bounds and aborts the
+	// connection is already closed and Send returns mai.ErrClosed.
 	OnError(c mai.Context[F], err error)
 
 	// OnClosed is called exactly once when the connection has closed, also
