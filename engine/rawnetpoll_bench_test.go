@@ -5,8 +5,6 @@ package engine
 import (
 	"context"
 	"encoding/binary"
-	"io"
-	"net"
 	"testing"
 
 	"github.com/cloudwego/netpoll"
@@ -52,34 +50,5 @@ func benchRawNetpoll(b *testing.B, size, batch int) {
 	}
 	go func() { _ = loop.Serve(ln) }()
 	defer func() { _ = loop.Shutdown(context.Background()) }()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	out := make([]byte, 0, batch*(4+size))
-	for i := 0; i < batch; i++ {
-		out = binary.BigEndian.AppendUint32(out, uint32(size))
-		out = append(out, make([]byte, size)...)
-	}
-	in := make([]byte, len(out))
-	rt := func() {
-		if _, err := c.Write(out); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(c, in); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for i := 0; i < 100; i++ {
-		rt()
-	}
-	b.SetBytes(int64(len(out)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		rt()
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/frame")
+	echoClientLoop(b, ln.Addr().String(), size, batch)
 }

@@ -40,6 +40,13 @@ type stdTransport struct {
 	nc        net.Conn
 	raw       syscall.RawConn // nil when nc has no descriptor (TLS, pipes)
 	closeOnce sync.Once
+
+	// The non-blocking write's callback and its arguments, made once so
+	// that a write allocates nothing. Only the flush loop uses them.
+	writeFn func(fd uintptr) bool
+	wp      []byte
+	wn      int
+	werr    error
 }
 
 // write tries one non-blocking write through the descriptor; a net.Conn
@@ -48,12 +55,10 @@ func (t *stdTransport) write(p []byte) (int, error) {
 	if t.raw == nil {
 		return 0, nil
 	}
-	var n int
-	var werr error
-	err := t.raw.Write(func(fd uintptr) bool {
-		n, werr = rawWrite(fd, p)
-		return true // never wait here
-	})
+	t.wp = p
+	err := t.raw.Write(t.writeFn)
+	n, werr := t.wn, t.werr
+	t.wp, t.wn, t.werr = nil, 0, nil
 	if err != nil {
 		return 0, err
 	}
@@ -77,6 +82,10 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
+			t.writeFn = func(fd uintptr) bool {
+				t.wn, t.werr = rawWrite(fd, t.wp)
+				return true // never wait here
+			}
 		}
 	}
 	c.tr = t
