@@ -235,12 +235,16 @@ func main() {
 	}
 }
 
-// goTool returns the go command of the toolchain that built this program.
+// goTool returns the go command: the one on PATH, else the one under
+// $GOROOT (go run sets it for the program it runs).
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	if root := os.Getenv("GOROOT"); root != "" {
+		return filepath.Join(root, "bin", "go")
+	}
+	return "go"
 }
 
 func flagSet(name string) bool {
