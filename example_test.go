@@ -17,7 +17,7 @@ func ExampleBuild() {
 	fmt.Println(o.MaxInboundBytes, o.WriteBufferHighWater)
 	// Output:
 	// true
-	// 1114112 65536
+	// 1114112 262144
 }
 
 // Timeout errors implement net.Error.
