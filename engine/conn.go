@@ -49,7 +49,6 @@ type conn[F any] struct {
 	pend     *bufpool.Buffer // undecoded input; nil when empty
 	pendOff  int             // start of the undecoded bytes in pend.B
 	need     int             // total size of the partial frame at pendOff (Sizer), 0 if unknown
-	readied  bool            // OnReady ran
 	finished bool            // OnClosed ran; the connection is gone
 	errShown bool            // OnError ran
 	poisoned bool            // a decode error happened: input is dropped from now on

@@ -112,7 +112,6 @@ func (c *conn[F]) handle(ev *event[F]) {
 	}
 	switch ev.kind {
 	case evReady:
-		c.readied = true
 		if err := c.callReady(); err != nil {
 			c.fail(err)
 		}
