@@ -268,11 +268,13 @@ func (c *Codec) scan(src []byte) (int, error) {
 			if c.server && n <= 0 {
 				return c.pos, codec.ErrSkip // Redis ignores "*0" and "*-1"
 			}
+			// Every array but a null one counts towards MaxDepth, empty
+			// ones too, as on the encoding side.
+			if n >= 0 && len(c.stack) >= c.cfg.MaxDepth {
+				return 0, protoErr("arrays nested too deep")
+			}
 			c.elems = append(c.elems, elem{kind: KindArray, null: n < 0, n: n})
 			if n > 0 {
-				if len(c.stack) >= c.cfg.MaxDepth {
-					return 0, protoErr("arrays nested too deep")
-				}
 				c.stack = append(c.stack, n)
 				continue // its elements come next
 			}
