@@ -198,20 +198,9 @@ func (c *conn[F]) Close() error {
 
 // Abort implements mai.Context.
 func (c *conn[F]) Abort() error {
-	c.outMu.Lock()
-	if c.state == stateClosed {
-		c.outMu.Unlock()
+	if !c.abort(mai.ErrAborted, true) {
 		return fmt.Errorf("abort %v: %w", c.id, mai.ErrClosed)
 	}
-	c.state = stateClosed
-	c.localEnd = true
-	c.closing.Store(true)
-	if c.cause == nil {
-		c.cause = mai.ErrAborted
-	}
-	c.dropQueueLocked()
-	c.outMu.Unlock()
-	c.tr.close()
 	return nil
 }
 
@@ -260,20 +249,27 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 }
 
 // abortWith closes the connection now with cause (I/O errors, bounds).
-func (c *conn[F]) abortWith(cause error) {
+func (c *conn[F]) abortWith(cause error) { c.abort(cause, false) }
+
+// abort closes the connection now, dropping what is queued, and records
+// cause unless one is known. It reports false if the connection was closed
+// already (the cause is still recorded if there was none).
+func (c *conn[F]) abort(cause error, local bool) bool {
 	c.outMu.Lock()
 	if c.cause == nil {
 		c.cause = cause
 	}
 	if c.state == stateClosed {
 		c.outMu.Unlock()
-		return
+		return false
 	}
 	c.state = stateClosed
+	c.localEnd = c.localEnd || local
 	c.closing.Store(true)
 	c.dropQueueLocked()
 	c.outMu.Unlock()
 	c.tr.close()
+	return true
 }
 
 // dropQueueLocked releases the queued, unwritten frames. outMu is held.
@@ -288,13 +284,20 @@ func (c *conn[F]) dropQueueLocked() {
 // the transport closes the socket, unless a cause is already known.
 func (c *conn[F]) peerEnded(err error) {
 	c.outMu.Lock()
+	c.peerCauseLocked(err)
+	c.outMu.Unlock()
+}
+
+// peerCauseLocked records err (io.EOF for nil) as the cause when the
+// application did not end the connection and no cause is known. outMu is
+// held.
+func (c *conn[F]) peerCauseLocked(err error) {
 	if c.cause == nil && !c.localEnd {
 		if err == nil {
 			err = io.EOF
 		}
 		c.cause = err
 	}
-	c.outMu.Unlock()
 }
 
 // transportClosed is called exactly once by the transport when the
@@ -302,12 +305,7 @@ func (c *conn[F]) peerEnded(err error) {
 // the transport's reason (nil or io.EOF for an orderly end).
 func (c *conn[F]) transportClosed(err error) {
 	c.outMu.Lock()
-	if c.cause == nil && !c.localEnd {
-		if err == nil {
-			err = io.EOF
-		}
-		c.cause = err
-	}
+	c.peerCauseLocked(err)
 	c.state = stateClosed
 	c.closing.Store(true)
 	c.dropQueueLocked()

@@ -28,14 +28,20 @@ import (
 type ProtocolEngine[F any] struct {
 	newCodec codec.Factory[F]
 	h        protocol.Handler[F]
-	opts     mai.Options
-	log      *slog.Logger
-	pool     *bufpool.Pool
-	wheel    *timerwheel.Wheel
-	reg      registry[F]
-	exec     executor
-	useNP    bool
-	ep       *epollGroup // TransportEpoll's loops, or nil
+	// The Handler's optional interfaces, resolved once by New (nil when
+	// not implemented).
+	writability protocol.WritabilityHandler[F]
+	connTicker  protocol.ConnTicker[F]
+	ticker      protocol.Ticker
+	timerH      protocol.EngineTimerHandler
+	opts        mai.Options
+	log         *slog.Logger
+	pool        *bufpool.Pool
+	wheel       *timerwheel.Wheel
+	reg         registry[F]
+	exec        executor
+	useNP       bool
+	ep          *epollGroup // TransportEpoll's loops, or nil
 
 	baseCtx    context.Context // parent of every connection's context
 	baseCancel context.CancelFunc
@@ -145,6 +151,10 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 			return nil, err
 		}
 	}
+	e.writability, _ = h.(protocol.WritabilityHandler[F])
+	e.connTicker, _ = h.(protocol.ConnTicker[F])
+	e.ticker, _ = h.(protocol.Ticker)
+	e.timerH, _ = h.(protocol.EngineTimerHandler)
 	e.baseCtx, e.baseCancel = context.WithCancel(context.Background())
 	e.reg.init(o.ConnCapacity)
 	e.exec.spawn = e.spawn

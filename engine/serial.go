@@ -136,15 +136,15 @@ func (c *conn[F]) handle(ev *event[F]) {
 		c.outMu.Lock()
 		w := c.writable
 		c.outMu.Unlock()
-		if wh, ok := c.e.h.(protocol.WritabilityHandler[F]); ok && w != c.toldWritable {
+		if c.e.writability != nil && w != c.toldWritable {
 			c.toldWritable = w
-			c.callWritability(wh, w)
+			c.callWritability(c.e.writability, w)
 		}
 	case evResume:
 		c.decodePending()
 	case evTick:
-		if th, ok := c.e.h.(protocol.ConnTicker[F]); ok {
-			c.callTick(th, ev.now)
+		if c.e.connTicker != nil {
+			c.callTick(c.e.connTicker, ev.now)
 		}
 	case evClosed:
 		c.closedEvent()

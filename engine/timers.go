@@ -6,7 +6,6 @@ import (
 
 	"github.com/mai-go/mai"
 	"github.com/mai-go/mai/internal/timerwheel"
-	"github.com/mai-go/mai/protocol"
 )
 
 // The watchdog: one wheel timer per connection checks the idle, read, write
@@ -204,7 +203,7 @@ type engineTimer[F any] struct {
 // protocol.EngineTimerHandler, or once the engine is shutting down. Safe for
 // concurrent use.
 func (e *ProtocolEngine[F]) SetTimer(d time.Duration, payload any) (mai.TimerID, error) {
-	if _, ok := e.h.(protocol.EngineTimerHandler); !ok {
+	if e.timerH == nil {
 		return 0, fmt.Errorf("%w: the Handler does not implement protocol.EngineTimerHandler", mai.ErrUnsupported)
 	}
 	if d < 0 {
@@ -245,7 +244,7 @@ func engineTimerFired[F any](t *timerwheel.Timer, _ int64) {
 	if !ok {
 		return
 	}
-	if th, ok := e.h.(protocol.EngineTimerHandler); ok {
+	if th := e.timerH; th != nil {
 		e.exec.submit(func() { th.OnEngineTimer(et.id, et.payload) })
 	}
 }
@@ -264,9 +263,7 @@ func (e *ProtocolEngine[F]) stopEngineTimers() {
 
 // startTick arms the periodic tick when the Handler wants one.
 func (e *ProtocolEngine[F]) startTick() {
-	_, engineTick := e.h.(protocol.Ticker)
-	_, connTick := e.h.(protocol.ConnTicker[F])
-	if e.opts.TickInterval <= 0 || (!engineTick && !connTick) {
+	if e.opts.TickInterval <= 0 || (e.ticker == nil && e.connTicker == nil) {
 		return
 	}
 	e.tick.Init(tickFired[F], e)
@@ -285,10 +282,10 @@ func tickFired[F any](t *timerwheel.Timer, now int64) {
 		return
 	}
 	wall := time.Now()
-	if th, ok := e.h.(protocol.Ticker); ok {
+	if th := e.ticker; th != nil {
 		e.exec.submit(func() { th.OnTick(wall) })
 	}
-	if _, ok := e.h.(protocol.ConnTicker[F]); ok {
+	if e.connTicker != nil {
 		for _, c := range e.reg.snapshot(nil) {
 			c.post(event[F]{kind: evTick, now: wall})
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/mai-go/mai"
-	"github.com/mai-go/mai/protocol"
 )
 
 // Send implements mai.Context. The frame is encoded at once into the
@@ -62,7 +61,7 @@ func (c *conn[F]) Send(frame F) error {
 	}
 	c.outMu.Unlock()
 	if crossed {
-		if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
+		if c.e.writability != nil {
 			c.post(event[F]{kind: evWritability})
 		}
 	}
@@ -201,7 +200,7 @@ func (c *conn[F]) flushLoop(inline bool) {
 		c.outMu.Unlock()
 		if resumed {
 			// Tell the handler first, then decode what was held back.
-			if _, ok := c.e.h.(protocol.WritabilityHandler[F]); ok {
+			if c.e.writability != nil {
 				c.post(event[F]{kind: evWritability})
 			}
 			c.post(event[F]{kind: evResume})
