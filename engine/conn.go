@@ -7,7 +7,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/mai-go/mai"
 	"github.com/mai-go/mai/bufpool"
@@ -27,63 +26,44 @@ const (
 // conn is one connection of an engine. It is also the mai.Context handed to
 // the Handler: the object is never reused for another connection, so a
 // Context kept after close can only ever report ErrClosed.
+//
+// Its layout is kept small, because an idle connection costs little else
+// (on TransportEpoll, a conn is most of it): what most connections never
+// use (a context.Context, user timers, an armed watchdog, net.Addr values)
+// lives in a connExtra made on first use, and the flags sit together.
 type conn[F any] struct {
 	e     *ProtocolEngine[F]
 	id    mai.ConnID
 	codec codec.Codec[F]
-	sizer codec.Sizer // codec as a Sizer, or nil
-	tr    transport   // set before the first callback; never changes
-
-	origin   mai.Origin
-	listener string
-	laddr    net.Addr
-	raddr    net.Addr
-	since    time.Time
+	tr    transport // set before the first callback; never changes
+	lis   *listener // the listener that accepted it, or nil
+	// readyAt is when the connection was taken, in wheel time.
+	readyAt int64
 
 	// serial is held while a callback of this connection runs (and while
-	// its input is decoded): it serializes the callbacks, and guards the
-	// fields in this block. It is the one lock held across user callbacks;
-	// no other lock is ever taken while waiting for it, and the read path is
-	// the only place that blocks on it.
-	serial   sync.Mutex
-	pend     *bufpool.Buffer // undecoded input; nil when empty
-	pendOff  int             // start of the undecoded bytes in pend.B
-	need     int             // total size of the partial frame at pendOff (Sizer), 0 if unknown
-	finished bool            // OnClosed ran; the connection is gone
-	errShown bool            // OnError ran
-	poisoned bool            // a decode error happened: input is dropped from now on
+	// its input is decoded): it serializes the callbacks, and guards pend,
+	// pendOff, need and the flags marked "serial" below. It is the one lock
+	// held across user callbacks; no other lock is ever taken while waiting
+	// for it, and the read path is the only place that blocks on it.
+	serial  sync.Mutex
+	pend    *bufpool.Buffer // undecoded input; nil when empty
+	pendOff int             // start of the undecoded bytes in pend.B
+	need    int             // total size of the partial frame at pendOff (Sizer), 0 if unknown
 
-	toldWritable bool // the writability OnWritabilityChanged last reported
+	mboxMu sync.Mutex  // guards mb and mboxDone
+	mb     *mailbox[F] // events waiting for the runner; nil until the first
 
-	// running is true while serial is held by a runner; Sends made then are
-	// flushed by the runner when it lets go, as one batch.
-	running atomic.Bool
-	// paused stops decoding while the outbound queue is over the high mark.
-	paused atomic.Bool
-	// closing stops decoding once the connection is closing for any reason.
-	closing atomic.Bool
+	outMu    sync.Mutex      // guards out, inflight, rest, restOff, cause and the flags marked "outMu"
+	out      *bufpool.Buffer // encoded frames waiting for the flusher; nil when empty
+	inflight int             // bytes handed to the transport and not yet written
+	rest     *bufpool.Buffer // a batch partly written by an inline flush
+	restOff  int             // how much of rest is written
+	cause    error           // why the connection closes; nil for a local Close
 
-	mailN  atomic.Int32 // len(mbox), readable without mboxMu
-	mboxMu sync.Mutex   // guards mbox, spare and mboxDone
-	mbox   []event[F]
-	spare  []event[F]
-	// mboxDone is set when OnClosed has been queued; later events are dropped.
-	mboxDone bool
+	session atomic.Pointer[any] // SetSession's value
 
-	outMu     sync.Mutex      // guards the fields in this block
-	out       *bufpool.Buffer // encoded frames waiting for the flusher; nil when empty
-	inflight  int             // bytes handed to the transport and not yet written
-	rest      *bufpool.Buffer // a batch partly written by an inline flush
-	restOff   int             // how much of rest is written
-	flushing  bool            // a goroutine owns the flush loop
-	state     connState
-	cause     error // why the connection closes; nil for a local Close
-	localEnd  bool  // the application asked for the close (Close, Abort, Shutdown)
-	writable  bool
-	sessionMu sync.Mutex // guards session and ctx
-	session   any
-	ctx       context.Context
-	ctxCancel context.CancelFunc
+	xmu sync.Mutex    // guards x and the flags marked "xmu"
+	x   *connExtra[F] // nil until first needed
 
 	bytesIn, bytesOut, framesIn, framesOut atomic.Uint64
 
@@ -91,71 +71,158 @@ type conn[F any] struct {
 	lastActivity atomic.Int64 // last complete frame in or batch out
 	readStart    atomic.Int64 // a partial frame started arriving
 	writeStart   atomic.Int64 // a write started and has not finished
-	readyAt      int64        // when the connection was taken
-	gotFrame     atomic.Bool  // a first frame arrived (handshake)
 
-	wd             timerwheel.Timer
-	wdMu           sync.Mutex // guards wdArmed, wdDead, handshakeFired
-	wdArmed        int64      // deadline the watchdog is armed for, 0 if not armed
-	wdDead         bool       // the connection closed: never re-arm
-	handshakeFired bool
+	mailN atomic.Int32 // number of events waiting, readable without mboxMu
+	// running is true while serial is held by a runner; Sends made then are
+	// flushed by the runner when it lets go, as one batch.
+	running atomic.Bool
+	// paused stops decoding while the outbound queue is over the high mark.
+	paused atomic.Bool
+	// closing stops decoding once the connection is closing for any reason.
+	closing  atomic.Bool
+	gotFrame atomic.Bool // a first frame arrived (handshake)
 
-	timersMu   sync.Mutex // guards timers and timersDead
-	timers     map[mai.TimerID]*connTimer[F]
-	timersDead bool
+	origin   mai.Origin // fixed
+	hasSizer bool       // fixed: the codec is a codec.Sizer
+
+	finished     bool // serial: OnClosed ran; the connection is gone
+	errShown     bool // serial: OnError ran
+	poisoned     bool // serial: a decode error happened: input is dropped from now on
+	toldWritable bool // serial: the writability OnWritabilityChanged last reported
+	readyDue     bool // serial: OnReady has not run yet
+
+	mboxDone bool // mboxMu: OnClosed has been queued; later events are dropped
+
+	flushing bool      // outMu: a goroutine owns the flush loop
+	state    connState // outMu
+	localEnd bool      // outMu: the application asked for the close (Close, Abort, Shutdown)
+	writable bool      // outMu
+
+	xDead          bool // xmu: the connection closed: no timer or watchdog is armed again
+	handshakeFired bool // xmu
+
+	// ends are the TCP endpoints (fixed); for other kinds of connection
+	// the addresses are kept in x.
+	ends tcpEnds
+}
+
+// connExtra is the part of a connection that most connections never need.
+type connExtra[F any] struct {
+	ctx       context.Context
+	ctxCancel context.CancelFunc
+	timers    map[mai.TimerID]*connTimer[F]
+	// wd is the watchdog timer; wdArmed the deadline it is armed for, 0 if
+	// it is not armed.
+	wd      timerwheel.Timer
+	wdArmed int64
+	// The addresses as net.Addr: made on first use for TCP, kept from the
+	// net.Conn otherwise.
+	laddr, raddr net.Addr
+}
+
+// extra returns c.x, made if needed. xmu is held.
+func (c *conn[F]) extra() *connExtra[F] {
+	if c.x == nil {
+		c.x = &connExtra[F]{}
+		c.x.wd.Init(c.e.wdFired, c)
+	}
+	return c.x
+}
+
+// mailbox holds the events waiting for a connection's runner; spare is the
+// drained slice kept for reuse.
+type mailbox[F any] struct {
+	evs, spare []event[F]
 }
 
 var _ mai.Context[[]byte] = (*conn[[]byte])(nil)
+
+// setAddrs records the connection's addresses: TCP ones compactly, others
+// as they are.
+func (c *conn[F]) setAddrs(local, remote net.Addr) {
+	lt, lok := local.(*net.TCPAddr)
+	rt, rok := remote.(*net.TCPAddr)
+	if lok && rok && lt != nil && rt != nil && c.ends.set(lt.AddrPort(), rt.AddrPort()) {
+		return
+	}
+	x := c.extra()
+	x.laddr, x.raddr = local, remote
+}
 
 // ID implements mai.Context.
 func (c *conn[F]) ID() mai.ConnID { return c.id }
 
 // LocalAddr implements mai.Context.
-func (c *conn[F]) LocalAddr() net.Addr { return c.laddr }
+func (c *conn[F]) LocalAddr() net.Addr {
+	c.xmu.Lock()
+	defer c.xmu.Unlock()
+	x := c.extra()
+	if x.laddr == nil && c.ends.valid() {
+		x.laddr = net.TCPAddrFromAddrPort(c.ends.local())
+	}
+	return x.laddr
+}
 
 // RemoteAddr implements mai.Context.
-func (c *conn[F]) RemoteAddr() net.Addr { return c.raddr }
+func (c *conn[F]) RemoteAddr() net.Addr {
+	c.xmu.Lock()
+	defer c.xmu.Unlock()
+	x := c.extra()
+	if x.raddr == nil && c.ends.valid() {
+		x.raddr = net.TCPAddrFromAddrPort(c.ends.remote())
+	}
+	return x.raddr
+}
 
 // Listener implements mai.Context.
-func (c *conn[F]) Listener() string { return c.listener }
+func (c *conn[F]) Listener() string {
+	if c.lis == nil {
+		return ""
+	}
+	return c.lis.name
+}
 
 // Session implements mai.Context.
 func (c *conn[F]) Session() any {
-	c.sessionMu.Lock()
-	defer c.sessionMu.Unlock()
-	return c.session
+	if p := c.session.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // SetSession implements mai.Context.
 func (c *conn[F]) SetSession(v any) {
-	c.sessionMu.Lock()
-	c.session = v
-	c.sessionMu.Unlock()
+	if v == nil {
+		c.session.Store(nil)
+		return
+	}
+	c.session.Store(&v)
 }
 
 // Context implements mai.Context. The context.Context is made on first use,
 // so connections that never ask for one do not pay for it.
 func (c *conn[F]) Context() context.Context {
-	c.sessionMu.Lock()
-	defer c.sessionMu.Unlock()
-	if c.ctx == nil {
-		c.ctx, c.ctxCancel = context.WithCancel(c.e.baseCtx)
+	c.xmu.Lock()
+	defer c.xmu.Unlock()
+	x := c.extra()
+	if x.ctx == nil {
+		x.ctx, x.ctxCancel = context.WithCancel(c.e.baseCtx)
 		c.outMu.Lock()
 		closed := c.state == stateClosed
 		c.outMu.Unlock()
 		if closed {
-			c.ctxCancel()
+			x.ctxCancel()
 		}
 	}
-	return c.ctx
+	return x.ctx
 }
 
 func (c *conn[F]) cancelContext() {
-	c.sessionMu.Lock()
-	if c.ctxCancel != nil {
-		c.ctxCancel()
+	c.xmu.Lock()
+	if c.x != nil && c.x.ctxCancel != nil {
+		c.x.ctxCancel()
 	}
-	c.sessionMu.Unlock()
+	c.xmu.Unlock()
 }
 
 // Writable implements mai.Context.
@@ -177,10 +244,10 @@ func (c *conn[F]) Info() mai.ConnInfo {
 	return mai.ConnInfo{
 		ID:         c.id,
 		Origin:     c.origin,
-		Listener:   c.listener,
-		LocalAddr:  c.laddr,
-		RemoteAddr: c.raddr,
-		Since:      c.since,
+		Listener:   c.Listener(),
+		LocalAddr:  c.LocalAddr(),
+		RemoteAddr: c.RemoteAddr(),
+		Since:      c.e.wheel.Time(c.readyAt),
 		BytesIn:    c.bytesIn.Load(),
 		BytesOut:   c.bytesOut.Load(),
 		FramesIn:   c.framesIn.Load(),
@@ -311,7 +378,6 @@ func (c *conn[F]) transportClosed(err error) {
 	c.dropQueueLocked()
 	c.outMu.Unlock()
 	c.cancelContext()
-	c.stopWatchdog()
 	c.stopTimers()
 	// A closed connection leaves the registry now: Len, IDs and Conns stop
 	// counting it before OnClosed runs.

@@ -31,6 +31,7 @@ type ProtocolEngine[F any] struct {
 	// The Handler's optional interfaces, resolved once by New (nil when
 	// not implemented).
 	writability protocol.WritabilityHandler[F]
+	admitter    protocol.Admitter // the handler as an Admitter, or nil
 	connTicker  protocol.ConnTicker[F]
 	ticker      protocol.Ticker
 	timerH      protocol.EngineTimerHandler
@@ -65,6 +66,7 @@ type ProtocolEngine[F any] struct {
 	timers     map[mai.TimerID]*engineTimer[F]
 	timersDead bool
 	tick       timerwheel.Timer
+	wdFired    func(*timerwheel.Timer, int64) // watchdogFired[F], made once
 
 	accepted atomic.Uint64
 	rejected [3]atomic.Uint64 // by mai.RejectReason
@@ -133,6 +135,7 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 		log:       o.Logger,
 		pool:      pool,
 		wheel:     timerwheel.New(o.TimerResolution, 512),
+		wdFired:   watchdogFired[F],
 		useNP:     useNP,
 		cmds:      make(chan Command[F], 128),
 		allDone:   make(chan struct{}),
@@ -152,6 +155,7 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 		}
 	}
 	e.writability, _ = h.(protocol.WritabilityHandler[F])
+	e.admitter, _ = h.(protocol.Admitter)
 	e.connTicker, _ = h.(protocol.ConnTicker[F])
 	e.ticker, _ = h.(protocol.Ticker)
 	e.timerH, _ = h.(protocol.EngineTimerHandler)
@@ -183,69 +187,111 @@ func (e *ProtocolEngine[F]) goRun(c *conn[F]) { e.spawn(c.release) }
 // goFlush runs c's flush loop on a new goroutine; the caller set flushing.
 func (e *ProtocolEngine[F]) goFlush(c *conn[F]) { e.spawn(func() { c.flushLoop(false) }) }
 
+// source is a connection being adopted: a net.Conn, or a descriptor that
+// an engine listener accepted itself (TransportEpoll, see accept_linux.go)
+// with its TCP endpoints (in ends, or where ends cannot hold them, as
+// net.Addr values).
+type source struct {
+	nc           net.Conn
+	fd           int
+	ends         tcpEnds
+	laddr, raddr net.Addr
+}
+
+func (s *source) close() {
+	if s.nc != nil {
+		_ = s.nc.Close()
+	} else {
+		closeFD(s.fd)
+	}
+}
+
+func (s *source) addrs() (local, remote net.Addr) {
+	if s.nc != nil {
+		return s.nc.LocalAddr(), s.nc.RemoteAddr()
+	}
+	if !s.ends.valid() {
+		return s.laddr, s.raddr
+	}
+	return net.TCPAddrFromAddrPort(s.ends.local()), net.TCPAddrFromAddrPort(s.ends.remote())
+}
+
 // adopt takes a connected net.Conn: admission, registration, transport,
 // then OnReady on the connection's runner. On error nc is closed.
-func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string, copts ...ConnOption) (mai.ConnID, error) {
-	info := mai.ConnInfo{
-		Origin:     origin,
-		Listener:   lname,
-		LocalAddr:  nc.LocalAddr(),
-		RemoteAddr: nc.RemoteAddr(),
-		Since:      time.Now(),
-		Writable:   true,
+func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lis *listener, copts ...ConnOption) (mai.ConnID, error) {
+	return e.adoptFrom(&source{nc: nc, fd: -1}, origin, lis, copts...)
+}
+
+// adoptFrom is adopt for any source; on error the source is closed.
+func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *listener, copts ...ConnOption) (mai.ConnID, error) {
+	// The net.Addr values of a descriptor are made only if something
+	// wants them (an Admitter, a rejection).
+	info := func() mai.ConnInfo {
+		in := mai.ConnInfo{Origin: origin, Since: time.Now(), Writable: true}
+		if lis != nil {
+			in.Listener = lis.name
+		}
+		in.LocalAddr, in.RemoteAddr = src.addrs()
+		return in
 	}
 	// Take a place first (WithMaxConns counts it), then ask the handler.
 	e.lifeMu.Lock()
 	if e.shutting {
 		e.lifeMu.Unlock()
-		_ = nc.Close()
+		src.close()
 		return 0, fmt.Errorf("take connection: %w", mai.ErrShutdown)
 	}
 	if max := e.opts.MaxConns; max > 0 && e.live >= max {
 		live := e.live
 		e.lifeMu.Unlock()
-		_ = nc.Close()
-		return 0, e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", live, max)), info)
+		in := info()
+		src.close()
+		return 0, e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", live, max)), in)
 	}
 	e.live++
 	e.lifeMu.Unlock()
-	if err := e.admit(info); err != nil {
-		e.connDone()
-		_ = nc.Close()
-		return 0, err
+	if e.admitter != nil {
+		if err := e.admit(info()); err != nil {
+			e.connDone()
+			src.close()
+			return 0, err
+		}
 	}
 	cd, err := makeCodec(e.newCodec)
 	if err != nil {
 		e.connDone()
-		_ = nc.Close()
+		src.close()
 		return 0, err
 	}
 
 	c := &conn[F]{
-		e:        e,
-		codec:    cd,
-		origin:   origin,
-		listener: lname,
-		laddr:    info.LocalAddr,
-		raddr:    info.RemoteAddr,
-		since:    info.Since,
-		writable: true,
+		e:            e,
+		codec:        cd,
+		lis:          lis,
+		origin:       origin,
+		writable:     true,
+		toldWritable: true,
+		readyDue:     true,
 	}
-	c.toldWritable = true
+	_, c.hasSizer = cd.(codec.Sizer)
+	if src.nc == nil && src.ends.valid() {
+		c.ends = src.ends
+	} else {
+		c.setAddrs(src.addrs())
+	}
 	var setup ConnSetup
 	for _, o := range copts {
 		if o != nil {
 			o(&setup)
 		}
 	}
-	c.session = setup.session
-	c.sizer, _ = cd.(codec.Sizer)
-	// The runner role is ours until the mailbox (OnReady first) is handed
-	// to its own goroutine below: input that arrives meanwhile waits.
+	if setup.session != nil {
+		c.SetSession(setup.session)
+	}
+	// The runner role is ours until the connection (OnReady first) is
+	// handed to its own goroutine below: input that arrives meanwhile waits.
 	c.serial.Lock()
 	c.running.Store(true)
-	c.mbox = append(c.mbox, event[F]{kind: evReady})
-	c.mailN.Store(1)
 	// The ID is reserved now and the connection published only once its
 	// mailbox and transport are in place, so nothing that walks the
 	// registry (ticks, Broadcast, Shutdown) can meet it half made.
@@ -254,32 +300,38 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string, 
 	attached := false
 	var attachErr error
 	switch {
+	case src.nc == nil:
+		attachErr = e.ep.attachFD(c, src.fd)
+		attached = attachErr == nil
 	case e.ep != nil:
-		attachErr = e.ep.attach(c, nc)
+		attachErr = e.ep.attach(c, src.nc)
 		attached = attachErr == nil
 	case e.useNP:
-		attachErr = e.attachNetpoll(c, nc)
+		attachErr = e.attachNetpoll(c, src.nc)
 		attached = attachErr == nil
 	}
-	if !attached && attachErr != nil {
-		switch err := attachErr; {
-		case !isUnsupported(err):
-			c.stopWatchdog()
-			e.reg.remove(c.id)
-			c.serial.Unlock()
-			e.connDone()
-			_ = nc.Close()
-			return 0, err
+	if !attached && (attachErr != nil && !isUnsupported(attachErr) || src.nc == nil) {
+		c.stopTimers()
+		e.reg.remove(c.id)
+		c.serial.Unlock()
+		e.connDone()
+		if src.nc != nil { // attachFD closes the descriptor itself on error
+			src.close()
 		}
+		return 0, attachErr
 	}
 	if !attached {
-		e.attachStd(c, nc)
+		e.attachStd(c, src.nc)
 	}
 	// false: the connection closed already; its OnClosed is queued.
 	e.reg.publish(c.id, c)
 	e.accepted.Add(1)
 	id := c.id
-	e.goRun(c)
+	// OnReady runs on the transport's own goroutine where it has one
+	// (TransportEpoll: the connection's event loop), else on a new one.
+	if st, ok := c.tr.(starter); !ok || !st.start(c) {
+		e.goRun(c)
+	}
 	// Shutdown may have started after the check above and missed c in its
 	// snapshot of the registry: close it here then.
 	select {
@@ -288,6 +340,12 @@ func (e *ProtocolEngine[F]) adopt(nc net.Conn, origin mai.Origin, lname string, 
 	default:
 	}
 	return id, nil
+}
+
+// starter is a transport that starts delivering input only when told, and
+// then runs the connection's first callbacks itself (see epConn.start).
+type starter interface {
+	start(lc loopConn) bool
 }
 
 func isUnsupported(err error) bool { return errors.Is(err, mai.ErrUnsupported) }
@@ -307,10 +365,7 @@ func makeCodec[F any](newCodec codec.Factory[F]) (cd codec.Codec[F], err error) 
 
 // admit asks the Handler's Admitter, if it has one.
 func (e *ProtocolEngine[F]) admit(info mai.ConnInfo) error {
-	a, ok := e.h.(protocol.Admitter)
-	if !ok {
-		return nil
-	}
+	a := e.admitter
 	err := func() (err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -378,7 +433,7 @@ func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string, o
 	if err != nil {
 		return 0, fmt.Errorf("mai: dial %s %s: %w", network, address, err)
 	}
-	return e.adopt(nc, mai.OriginDialed, "", opts...)
+	return e.adopt(nc, mai.OriginDialed, nil, opts...)
 }
 
 // Manage hands a connection accepted or dialed elsewhere to the engine,
@@ -389,7 +444,7 @@ func (e *ProtocolEngine[F]) Manage(nc net.Conn, opts ...ConnOption) (mai.ConnID,
 	if nc == nil {
 		return 0, fmt.Errorf("%w: nil net.Conn", mai.ErrInvalidOption)
 	}
-	return e.adopt(nc, mai.OriginManaged, "", opts...)
+	return e.adopt(nc, mai.OriginManaged, nil, opts...)
 }
 
 // Shutdown stops the engine in order: it stops accepting, closes every

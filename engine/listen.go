@@ -16,6 +16,7 @@ import (
 type listener struct {
 	name     string
 	ln       net.Listener
+	raw      *rawAccepter // accepts in ln's stead (TransportEpoll), or nil
 	since    time.Time
 	accepted atomic.Uint64
 	stopOnce sync.Once
@@ -27,6 +28,9 @@ func (l *listener) stop() {
 	l.stopOnce.Do(func() {
 		close(l.stopped)
 		_ = l.ln.Close()
+		if l.raw != nil {
+			l.raw.close()
+		}
 	})
 	<-l.exited
 }
@@ -71,7 +75,9 @@ func (e *ProtocolEngine[F]) ListenNamed(name, network, address string) (net.Addr
 	if name == "" {
 		name = ln.Addr().String()
 	}
-	if err := e.Serve(name, ln); err != nil {
+	// A listener the engine made is its alone, so on TransportEpoll it
+	// may accept from the socket directly (accept_linux.go).
+	if err := e.serve(name, ln, e.ep != nil); err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
@@ -84,28 +90,38 @@ func (e *ProtocolEngine[F]) ListenNamed(name, network, address string) (net.Addr
 // when the listener is removed or the engine shuts down. Serve does not
 // block.
 func (e *ProtocolEngine[F]) Serve(name string, ln net.Listener) (err error) {
+	return e.serve(name, ln, false)
+}
+
+func (e *ProtocolEngine[F]) serve(name string, ln net.Listener, raw bool) (err error) {
 	if ln == nil {
 		return fmt.Errorf("%w: nil net.Listener", mai.ErrInvalidOption)
+	}
+	l := &listener{name: name, ln: ln, since: time.Now(), stopped: make(chan struct{}), exited: make(chan struct{})}
+	if raw {
+		l.raw = newRawAccepter(ln)
 	}
 	defer func() {
 		if err != nil {
 			_ = ln.Close()
+			if l.raw != nil {
+				l.raw.close()
+			}
 		}
 	}()
-	if name == "" {
-		name = ln.Addr().String()
+	if l.name == "" {
+		l.name = ln.Addr().String()
 	}
-	l := &listener{name: name, ln: ln, since: time.Now(), stopped: make(chan struct{}), exited: make(chan struct{})}
 	e.lifeMu.Lock()
 	if e.shutting {
 		e.lifeMu.Unlock()
-		return fmt.Errorf("serve %q: %w", name, mai.ErrShutdown)
+		return fmt.Errorf("serve %q: %w", l.name, mai.ErrShutdown)
 	}
-	if _, dup := e.listeners[name]; dup {
+	if _, dup := e.listeners[l.name]; dup {
 		e.lifeMu.Unlock()
-		return fmt.Errorf("serve %q: %w", name, mai.ErrDuplicateListener)
+		return fmt.Errorf("serve %q: %w", l.name, mai.ErrDuplicateListener)
 	}
-	e.listeners[name] = l
+	e.listeners[l.name] = l
 	e.lifeMu.Unlock()
 	e.spawn(func() { e.acceptLoop(l) })
 	return nil
@@ -126,7 +142,7 @@ func (e *ProtocolEngine[F]) RemoveListener(name string, closeConns bool) error {
 	l.stop()
 	if closeConns {
 		for _, c := range e.reg.snapshot(nil) {
-			if c.listener == name && c.origin == mai.OriginAccepted {
+			if c.lis != nil && c.lis.name == name && c.origin == mai.OriginAccepted {
 				_ = c.Close()
 			}
 		}
@@ -152,44 +168,62 @@ func (e *ProtocolEngine[F]) Listeners() []ListenerInfo {
 // to one second.
 func (e *ProtocolEngine[F]) acceptLoop(l *listener) {
 	defer close(l.exited)
+	// TransportEpoll takes TCP connections straight off the socket of a
+	// listener it made (accept_linux.go); anything else goes through Accept.
+	ra := l.raw
 	var delay time.Duration
 	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			select {
-			case <-l.stopped:
-				return
-			default:
+		var err error
+		if ra != nil {
+			var src source
+			if src, err = ra.accept(); err == nil {
+				e.took(l, &src)
 			}
-			if errors.Is(err, net.ErrClosed) {
-				return
+		} else {
+			var nc net.Conn
+			if nc, err = l.ln.Accept(); err == nil {
+				e.took(l, &source{nc: nc, fd: -1})
 			}
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() && !isTemporary(err) {
-				e.log.Error("mai: accept failed; listener stops", "listener", l.name, "err", err)
-				return
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			e.log.Warn("mai: accept error; backing off", "listener", l.name, "err", err, "delay", delay)
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-l.stopped:
-				t.Stop()
-				return
-			}
+		}
+		if err == nil {
+			delay = 0
 			continue
 		}
-		delay = 0
-		if _, err := e.adopt(nc, mai.OriginAccepted, l.name); err == nil {
-			l.accepted.Add(1)
-		} else if !errors.Is(err, mai.ErrRejected) {
-			e.log.Debug("mai: accepted connection dropped", "listener", l.name, "err", err)
+		select {
+		case <-l.stopped:
+			return
+		default:
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() && !isTemporary(err) {
+			e.log.Error("mai: accept failed; listener stops", "listener", l.name, "err", err)
+			return
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		e.log.Warn("mai: accept error; backing off", "listener", l.name, "err", err, "delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-l.stopped:
+			t.Stop()
+			return
 		}
 	}
 }
 
+// took adopts a connection l accepted.
+func (e *ProtocolEngine[F]) took(l *listener, src *source) {
+	if _, err := e.adoptFrom(src, mai.OriginAccepted, l); err == nil {
+		l.accepted.Add(1)
+	} else if !errors.Is(err, mai.ErrRejected) {
+		e.log.Debug("mai: accepted connection dropped", "listener", l.name, "err", err)
+	}
+}
+
 func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }

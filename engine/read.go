@@ -174,7 +174,7 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 			return len(buf)
 		}
 		if n == 0 { // need more bytes
-			if c.sizer != nil {
+			if c.hasSizer {
 				size, err := c.frameSize(rest)
 				if err != nil {
 					c.protocolError(err)
@@ -240,5 +240,5 @@ func (c *conn[F]) frameSize(src []byte) (n int, err error) {
 			err = fmt.Errorf("codec FrameSize: %w", c.panicked(r))
 		}
 	}()
-	return c.sizer.FrameSize(src), nil
+	return c.codec.(codec.Sizer).FrameSize(src), nil
 }

@@ -17,8 +17,8 @@ type registry[F any] struct {
 }
 
 type slot[F any] struct {
-	gen      uint32
 	c        *conn[F]
+	gen      uint32
 	reserved bool // an ID is handed out, the connection not published yet
 }
 

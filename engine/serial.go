@@ -50,8 +50,11 @@ func (c *conn[F]) post(ev event[F]) {
 	if ev.kind == evClosed {
 		c.mboxDone = true
 	}
-	c.mbox = append(c.mbox, ev)
-	c.mailN.Store(int32(len(c.mbox)))
+	if c.mb == nil {
+		c.mb = new(mailbox[F])
+	}
+	c.mb.evs = append(c.mb.evs, ev)
+	c.mailN.Store(int32(len(c.mb.evs)))
 	c.mboxMu.Unlock()
 	if c.serial.TryLock() {
 		c.running.Store(true)
@@ -62,29 +65,27 @@ func (c *conn[F]) post(ev event[F]) {
 // mailWaiting reports whether events are queued.
 func (c *conn[F]) mailWaiting() bool { return c.mailN.Load() > 0 }
 
-// drain handles queued events until the mailbox is empty. serial is held.
+// drain runs OnReady if it is due, then handles queued events until the
+// mailbox is empty. serial is held.
 func (c *conn[F]) drain() {
+	if c.readyDue {
+		c.readyDue = false
+		c.handle(&event[F]{kind: evReady})
+	}
 	for c.mailN.Load() > 0 {
 		c.mboxMu.Lock()
-		evs := c.mbox
-		c.mbox, c.spare = c.spare, nil
+		mb := c.mb
+		evs := mb.evs
+		mb.evs, mb.spare = mb.spare, nil
 		c.mailN.Store(0)
 		c.mboxMu.Unlock()
-		if len(evs) == 0 {
-			c.mboxMu.Lock()
-			if c.spare == nil {
-				c.spare = evs
-			}
-			c.mboxMu.Unlock()
-			return
-		}
 		for i := range evs {
 			c.handle(&evs[i])
 			evs[i] = event[F]{}
 		}
 		c.mboxMu.Lock()
-		if c.spare == nil {
-			c.spare = evs[:0]
+		if mb.spare == nil {
+			mb.spare = evs[:0]
 		}
 		c.mboxMu.Unlock()
 	}
@@ -171,7 +172,7 @@ func (c *conn[F]) showError(err error) {
 		return
 	}
 	c.errShown = true
-	c.e.log.Debug("mai: connection error", "conn", c.id, "remote", c.raddr, "err", err)
+	c.e.log.Debug("mai: connection error", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
 	c.callError(err)
 }
 

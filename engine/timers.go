@@ -20,7 +20,9 @@ func (e *ProtocolEngine[F]) watchdogEnabled() bool {
 	return o.IdleTimeout > 0 || o.ReadTimeout > 0 || o.WriteTimeout > 0 || o.HandshakeTimeout > 0
 }
 
-// startWatchdog arms the watchdog of a new connection.
+// startWatchdog arms the watchdog of a new connection. The watchdog timer
+// is made only once a timeout can expire: with the default options (a write
+// timeout only) that is when a write has to wait.
 func (c *conn[F]) startWatchdog() {
 	now := c.e.wheel.Now()
 	c.readyAt = now
@@ -28,7 +30,6 @@ func (c *conn[F]) startWatchdog() {
 	if !c.e.watchdogEnabled() {
 		return
 	}
-	c.wd.Init(watchdogFired[F], c)
 	if d := c.nextDeadline(); d > 0 {
 		c.armBy(d)
 	}
@@ -67,21 +68,32 @@ func (c *conn[F]) nextDeadline() int64 {
 
 // armBy makes sure the watchdog fires no later than deadline.
 func (c *conn[F]) armBy(deadline int64) {
-	c.wdMu.Lock()
-	if !c.wdDead && (c.wdArmed == 0 || deadline < c.wdArmed) {
-		c.wdArmed = deadline
-		c.e.wheel.Schedule(&c.wd, deadline)
+	c.xmu.Lock()
+	if !c.xDead {
+		x := c.extra()
+		if x.wdArmed == 0 || deadline < x.wdArmed {
+			x.wdArmed = deadline
+			c.e.wheel.Schedule(&x.wd, deadline)
+		}
 	}
-	c.wdMu.Unlock()
+	c.xmu.Unlock()
 }
 
-// stopWatchdog disarms the watchdog for good.
-func (c *conn[F]) stopWatchdog() {
-	c.wdMu.Lock()
-	c.wdDead = true
-	c.wdArmed = 0
-	c.e.wheel.Stop(&c.wd)
-	c.wdMu.Unlock()
+// stopTimers disarms the watchdog and cancels every user timer, for good:
+// later SetTimer calls fail.
+func (c *conn[F]) stopTimers() {
+	c.xmu.Lock()
+	c.xDead = true
+	if x := c.x; x != nil {
+		x.wdArmed = 0
+		c.e.wheel.Stop(&x.wd)
+		for id, ct := range x.timers {
+			c.e.wheel.Stop(&ct.t)
+			delete(x.timers, id)
+		}
+		x.timers = nil
+	}
+	c.xmu.Unlock()
 }
 
 // watchdogFired runs on the wheel goroutine; it must not block.
@@ -90,12 +102,13 @@ func watchdogFired[F any](t *timerwheel.Timer, now int64) {
 	o := &c.e.opts
 	var fired [4]mai.TimeoutKind
 	n := 0
-	c.wdMu.Lock()
-	if c.wdDead {
-		c.wdMu.Unlock()
+	c.xmu.Lock()
+	if c.xDead || c.x == nil {
+		c.xmu.Unlock()
 		return
 	}
-	c.wdArmed = 0
+	x := c.x
+	x.wdArmed = 0
 	if o.IdleTimeout > 0 {
 		if la := c.lastActivity.Load(); now-la >= c.idleSpan() && c.lastActivity.CompareAndSwap(la, now) {
 			fired[n], n = mai.TimeoutIdle, n+1
@@ -112,10 +125,10 @@ func watchdogFired[F any](t *timerwheel.Timer, now int64) {
 		fired[n], n = mai.TimeoutHandshake, n+1
 	}
 	if d := c.nextDeadline(); d > 0 {
-		c.wdArmed = d
-		c.e.wheel.Schedule(&c.wd, d)
+		x.wdArmed = d
+		c.e.wheel.Schedule(&x.wd, d)
 	}
-	c.wdMu.Unlock()
+	c.xmu.Unlock()
 	for _, k := range fired[:n] {
 		c.post(event[F]{kind: evTimeout, timeout: mai.Timeout{Kind: k}})
 	}
@@ -136,53 +149,47 @@ func (c *conn[F]) SetTimer(d time.Duration, payload any) (mai.TimerID, error) {
 	}
 	ct := &connTimer[F]{c: c, id: mai.TimerID(c.e.timerSeq.Add(1)), payload: payload}
 	ct.t.Init(connTimerFired[F], ct)
-	c.timersMu.Lock()
-	if c.timersDead {
-		c.timersMu.Unlock()
+	c.xmu.Lock()
+	if c.xDead {
+		c.xmu.Unlock()
 		return 0, fmt.Errorf("set timer on %v: %w", c.id, mai.ErrClosed)
 	}
-	if c.timers == nil {
-		c.timers = make(map[mai.TimerID]*connTimer[F])
+	x := c.extra()
+	if x.timers == nil {
+		x.timers = make(map[mai.TimerID]*connTimer[F])
 	}
-	c.timers[ct.id] = ct
+	x.timers[ct.id] = ct
 	c.e.wheel.Schedule(&ct.t, c.e.wheel.Now()+int64(d))
-	c.timersMu.Unlock()
+	c.xmu.Unlock()
 	return ct.id, nil
 }
 
 // CancelTimer implements mai.Context.
 func (c *conn[F]) CancelTimer(id mai.TimerID) bool {
-	c.timersMu.Lock()
-	ct, ok := c.timers[id]
+	c.xmu.Lock()
+	defer c.xmu.Unlock()
+	if c.x == nil {
+		return false
+	}
+	ct, ok := c.x.timers[id]
 	if ok {
-		delete(c.timers, id)
+		delete(c.x.timers, id)
 		c.e.wheel.Stop(&ct.t)
 	}
-	c.timersMu.Unlock()
 	return ok
-}
-
-// stopTimers cancels every user timer; later SetTimer calls fail.
-func (c *conn[F]) stopTimers() {
-	c.timersMu.Lock()
-	c.timersDead = true
-	for id, ct := range c.timers {
-		c.e.wheel.Stop(&ct.t)
-		delete(c.timers, id)
-	}
-	c.timers = nil
-	c.timersMu.Unlock()
 }
 
 func connTimerFired[F any](t *timerwheel.Timer, _ int64) {
 	ct := t.Arg().(*connTimer[F])
 	c := ct.c
-	c.timersMu.Lock()
-	_, ok := c.timers[ct.id]
-	if ok {
-		delete(c.timers, ct.id)
+	ok := false
+	c.xmu.Lock()
+	if c.x != nil {
+		if _, ok = c.x.timers[ct.id]; ok {
+			delete(c.x.timers, ct.id)
+		}
 	}
-	c.timersMu.Unlock()
+	c.xmu.Unlock()
 	if ok {
 		c.post(event[F]{kind: evTimeout, timeout: mai.Timeout{Kind: mai.TimeoutTimer, Timer: ct.id, Payload: ct.payload}})
 	}

@@ -130,6 +130,9 @@ type loopConn interface {
 	input(data []byte)
 	// transportClosed reports the end of the connection, exactly once.
 	transportClosed(err error)
+	// release runs the connection's pending callbacks and lets go of its
+	// runner role, which the caller was handed (see epConn.start).
+	release()
 }
 
 func (c *conn[F]) setTransport(t transport) { c.tr = t }

@@ -103,10 +103,12 @@ type epLoop struct {
 	dead     bool // the loop ended: efd and epfd are closed
 }
 
-// epTask is a request to a loop: register c (add), or close it.
+// epTask is a request to a loop: register c (add) and then run start's
+// release, or close c.
 type epTask struct {
-	c   *epConn
-	add bool
+	c     *epConn
+	start loopConn
+	add   bool
 }
 
 // epConn is a connection of TransportEpoll: the engine's transport.
@@ -228,20 +230,35 @@ func (g *epollGroup) attach(lc loopConn, nc net.Conn) error {
 		_ = unix.Close(fd)
 		return fmt.Errorf("mai: set non-blocking: %w", err)
 	}
+	return g.attachFD(lc, fd)
+}
+
+// attachFD makes fd, a connected non-blocking socket that is now the
+// connection's, its transport on one of the loops; start registers it. On
+// error fd is closed.
+func (g *epollGroup) attachFD(lc loopConn, fd int) error {
 	l := g.loops[int(g.next.Add(1)-1)%len(g.loops)]
-	c := &epConn{fd: int32(fd), loop: l, lc: lc}
-	lc.setTransport(c)
-	if !l.post(epTask{c: c, add: true}) {
-		// The loop stopped (which the engine never lets happen with a
-		// connection still open). A close that reached the loop before
-		// finds c closed and leaves it alone.
-		c.mu.Lock()
-		c.closed = true
-		_ = unix.Close(fd)
-		c.mu.Unlock()
-		return fmt.Errorf("mai: epoll attach: %w", mai.ErrShutdown)
-	}
+	lc.setTransport(&epConn{fd: int32(fd), loop: l, lc: lc})
 	return nil
+}
+
+// start registers c with its loop, which then runs lc.release (OnReady
+// first) on its own goroutine: the connection's first callbacks need no
+// goroutine of their own. The caller holds lc's runner role and hands it
+// over. start reports false if the loop has stopped (which the engine never
+// lets happen with a connection still open); the connection is closed
+// then, and the caller runs lc.release itself.
+func (c *epConn) start(lc loopConn) bool {
+	if c.loop.post(epTask{c: c, add: true, start: lc}) {
+		return true
+	}
+	c.mu.Lock()
+	c.closed = true
+	_ = unix.Close(int(c.fd))
+	c.mu.Unlock()
+	c.finished = true
+	lc.transportClosed(fmt.Errorf("mai: epoll attach: %w", mai.ErrShutdown))
+	return false
 }
 
 // stop ends every loop. The engine calls it once, after every connection
@@ -428,6 +445,9 @@ func (l *epLoop) runTasks() bool {
 		l.tasks[i] = epTask{}
 		if t.add {
 			l.register(t.c)
+			if t.start != nil {
+				t.start.release()
+			}
 		} else {
 			l.finish(t.c, nil, 0)
 		}

@@ -18,4 +18,6 @@ func newEpollGroup(int, func(func())) (*epollGroup, error) {
 
 func (g *epollGroup) attach(loopConn, net.Conn) error { return mai.ErrUnsupported }
 
+func (g *epollGroup) attachFD(loopConn, int) error { return mai.ErrUnsupported }
+
 func (g *epollGroup) stop() {}

@@ -36,8 +36,9 @@ type epFakeConn struct {
 	in    chan struct{}
 	done  chan struct{}
 
-	// If set, input waits for release to close, after closing entered.
-	entered, release chan struct{}
+	// If set, input waits for unblock to close, after closing entered.
+	entered, unblock chan struct{}
+	started          int // release calls
 }
 
 func newEpFakeConn() *epFakeConn {
@@ -46,11 +47,28 @@ func newEpFakeConn() *epFakeConn {
 
 func (f *epFakeConn) setTransport(t transport) { f.tr = t }
 
+func (f *epFakeConn) release() {
+	f.mu.Lock()
+	f.started++
+	f.mu.Unlock()
+}
+
+// epStart attaches nc to g for f and starts it, as the engine does.
+func epStart(g *epollGroup, f *epFakeConn, nc net.Conn) error {
+	if err := g.attach(f, nc); err != nil {
+		return err
+	}
+	if !f.tr.(*epConn).start(f) {
+		return fmt.Errorf("start: %w", mai.ErrShutdown)
+	}
+	return nil
+}
+
 func (f *epFakeConn) input(d []byte) {
-	if f.release != nil {
+	if f.unblock != nil {
 		close(f.entered)
-		<-f.release
-		f.release = nil
+		<-f.unblock
+		f.unblock = nil
 	}
 	f.mu.Lock()
 	if f.ends > 0 {
@@ -215,7 +233,7 @@ func TestEpollTransportInputAndPeerEOF(t *testing.T) {
 	g := newEpTestGroup(t, 2)
 	local, peer := epSocketPair(t)
 	f := newEpFakeConn()
-	if err := g.attach(f, local); err != nil {
+	if err := epStart(g, f, local); err != nil {
 		t.Fatal(err)
 	}
 	if f.tr == nil {
@@ -231,6 +249,12 @@ func TestEpollTransportInputAndPeerEOF(t *testing.T) {
 	}
 	if got := f.waitData(t, len(want)); !bytes.Equal(got, want) {
 		t.Fatalf("got %q", got)
+	}
+	f.mu.Lock()
+	started := f.started
+	f.mu.Unlock()
+	if started != 1 {
+		t.Errorf("release ran %d times before the first input, want once", started)
 	}
 	// The transport writes to the peer.
 	if n, err := f.tr.write([]byte("reply")); n != 5 || err != nil {
@@ -257,7 +281,7 @@ func TestEpollTransportPeerReset(t *testing.T) {
 	g := newEpTestGroup(t, 1)
 	local, peer := epTCPPair(t)
 	f := newEpFakeConn()
-	if err := g.attach(f, local); err != nil {
+	if err := epStart(g, f, local); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := peer.Write([]byte("x")); err != nil {
@@ -280,7 +304,7 @@ func TestEpollTransportCloseOnce(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		local, peer := epSocketPair(t)
 		f := newEpFakeConn()
-		if err := g.attach(f, local); err != nil {
+		if err := epStart(g, f, local); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -310,7 +334,7 @@ func TestEpollTransportWaitWritable(t *testing.T) {
 	g := newEpTestGroup(t, 1)
 	local, peer := epSocketPair(t)
 	f := newEpFakeConn()
-	if err := g.attach(f, local); err != nil {
+	if err := epStart(g, f, local); err != nil {
 		t.Fatal(err)
 	}
 	c := f.tr.(*epConn)
@@ -363,8 +387,8 @@ func TestEpollTransportWaitBeforeRegister(t *testing.T) {
 	g := newEpTestGroup(t, 1)
 	aLocal, aPeer := epSocketPair(t)
 	a := newEpFakeConn()
-	a.entered, a.release = make(chan struct{}), make(chan struct{})
-	if err := g.attach(a, aLocal); err != nil {
+	a.entered, a.unblock = make(chan struct{}), make(chan struct{})
+	if err := epStart(g, a, aLocal); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := aPeer.Write([]byte("x")); err != nil {
@@ -374,7 +398,7 @@ func TestEpollTransportWaitBeforeRegister(t *testing.T) {
 
 	bLocal, bPeer := epSocketPair(t)
 	b := newEpFakeConn()
-	if err := g.attach(b, bLocal); err != nil {
+	if err := epStart(g, b, bLocal); err != nil {
 		t.Fatal(err)
 	}
 	n := epFillSocket(t, b.tr)
@@ -392,7 +416,7 @@ func TestEpollTransportWaitBeforeRegister(t *testing.T) {
 	if registered {
 		t.Fatal("registered while the loop was held up")
 	}
-	close(a.release)
+	close(a.unblock)
 	if _, err := io.ReadFull(bPeer, make([]byte, n)); err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +485,7 @@ func epCrossTalkRound(g *epollGroup, mark byte, how int) error {
 	}
 	defer peer.Close()
 	f := newEpFakeConn()
-	if err := g.attach(f, local); err != nil {
+	if err := epStart(g, f, local); err != nil {
 		return err
 	}
 	// The peer sends a little and reads everything, checking the bytes.
@@ -560,7 +584,7 @@ func TestEpollTransportStopCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.attach(f, local); err != nil {
+	if err := epStart(g, f, local); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := peer.Write([]byte("hi")); err != nil {
@@ -572,8 +596,12 @@ func TestEpollTransportStopCloses(t *testing.T) {
 	if cause := f.waitClosed(t); !errors.Is(cause, mai.ErrShutdown) {
 		t.Errorf("cause %v, want ErrShutdown", cause)
 	}
-	if err := g.attach(newEpFakeConn(), epPairEnd(t)); !errors.Is(err, mai.ErrShutdown) {
-		t.Errorf("attach after stop: %v, want ErrShutdown", err)
+	late := newEpFakeConn()
+	if err := epStart(g, late, epPairEnd(t)); !errors.Is(err, mai.ErrShutdown) {
+		t.Errorf("start after stop: %v, want ErrShutdown", err)
+	}
+	if cause := late.waitClosed(t); !errors.Is(cause, mai.ErrShutdown) {
+		t.Errorf("start after stop: closed with %v, want ErrShutdown", cause)
 	}
 	peer.Close()
 	if after := openFDs(t); after != before {

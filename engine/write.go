@@ -136,10 +136,8 @@ func (c *conn[F]) flushLoop(inline bool) {
 		}
 		c.outMu.Unlock()
 
-		if opts.WriteTimeout > 0 {
-			now := c.e.wheel.Now()
-			c.writeStart.Store(now)
-			c.armBy(now + int64(opts.WriteTimeout))
+		if !inline {
+			c.startWriteClock()
 		}
 		var err error
 		bw, blocking := c.tr.(blockingWriter)
@@ -147,6 +145,8 @@ func (c *conn[F]) flushLoop(inline bool) {
 		case inline:
 			// The runner never waits for the socket: one attempt, and
 			// what the socket does not take goes to a flusher goroutine.
+			// A write that is done at once needs no write timeout: the
+			// clock starts only when the rest is handed on.
 			var n int
 			n, err = c.tr.write(buf.B[off:])
 			off += n
@@ -154,6 +154,7 @@ func (c *conn[F]) flushLoop(inline bool) {
 				c.outMu.Lock()
 				c.rest, c.restOff = buf, off
 				c.outMu.Unlock()
+				c.startWriteClock()
 				c.e.spawn(func() { c.flushLoop(false) })
 				return
 			}
@@ -205,6 +206,16 @@ func (c *conn[F]) flushLoop(inline bool) {
 			}
 			c.post(event[F]{kind: evResume})
 		}
+	}
+}
+
+// startWriteClock starts the write timeout (if any) of a write that may
+// have to wait for the socket.
+func (c *conn[F]) startWriteClock() {
+	if wt := c.e.opts.WriteTimeout; wt > 0 {
+		now := c.e.wheel.Now()
+		c.writeStart.Store(now)
+		c.armBy(now + int64(wt))
 	}
 }
 

@@ -243,6 +243,9 @@ func New(resolution time.Duration, slots int) *Wheel {
 // callbacks.
 func (w *Wheel) Now() int64 { return int64(time.Since(w.epoch)) }
 
+// Time converts a wheel time (as returned by Now) to a time.Time.
+func (w *Wheel) Time(t int64) time.Time { return w.epoch.Add(time.Duration(t)) }
+
 // CoarseNow returns the wheel's clock at tick granularity, for cheap
 // activity stamps: while warm it is three atomic loads and no clock read.
 // Safe for concurrent use.
