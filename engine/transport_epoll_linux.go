@@ -394,7 +394,7 @@ func (l *epLoop) read(c *epConn) {
 			l.finish(c, nil, 0)
 			return
 		}
-		n, err := unix.Read(int(c.fd), l.buf)
+		n, err := nbRead(int(c.fd), l.buf)
 		switch {
 		case n > 0:
 			c.lc.input(l.buf[:n])
@@ -581,7 +581,7 @@ func (c *epConn) write(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		m, err := unix.Write(int(c.fd), p[n:])
+		m, err := nbWrite(int(c.fd), p[n:])
 		if m > 0 {
 			n += m
 		}
