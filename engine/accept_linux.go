@@ -113,6 +113,7 @@ func (a *rawAccepter) accept() (source, error) {
 		return source{fd: -1}, os.NewSyscallError("accept4", a.errno)
 	}
 	src := source{fd: a.fd}
+	setAcceptedOpts(a.fd)
 	remote, rok := sockaddrAddrPort(&a.rsa)
 	local, lok := a.local, a.local.IsValid()
 	if !lok {
@@ -127,6 +128,19 @@ func (a *rawAccepter) accept() (source, error) {
 	// An IPv6 address with a zone (link-local): kept as net.Addr values.
 	src.laddr, src.raddr = sockaddrTCP(&a.lsa, local, lok), sockaddrTCP(&a.rsa, remote, rok)
 	return src, nil
+}
+
+// setAcceptedOpts gives an accepted socket the options net.TCPListener's
+// Accept gives it: TCP_NODELAY (without it, Nagle's algorithm holds back
+// small writes while data is unacknowledged) and Go's default keep-alive
+// (probes after 15 s idle, every 15 s, 9 of them). They are best effort, as
+// in package net.
+func setAcceptedOpts(fd int) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
 }
 
 // sockaddrAddrPort converts an IPv4 or IPv6 socket address without a zone.

@@ -52,3 +52,28 @@ func TestSockaddrAddrPort(t *testing.T) {
 		}
 	}
 }
+
+// TestRawAcceptSocketOptions: a connection the epoll transport accepted
+// itself has the options net's Accept would have given it; without
+// TCP_NODELAY, Nagle's algorithm cut s4's throughput by a third.
+func TestRawAcceptSocketOptions(t *testing.T) {
+	r := newRecorder(t)
+	e, addr := server(t, r, lengthField(t, 1<<10), epOpt)
+	c := dial(t, addr)
+	defer c.Close()
+	ctx := recv(t, r.ready, "ready")
+	ec := epConnOf(t, e, ctx.ID())
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	for _, o := range []struct {
+		name       string
+		level, opt int
+	}{
+		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY},
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE},
+	} {
+		if v, err := unix.GetsockoptInt(int(ec.fd), o.level, o.opt); err != nil || v == 0 {
+			t.Errorf("%s = %d, %v; want on", o.name, v, err)
+		}
+	}
+}

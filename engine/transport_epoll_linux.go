@@ -25,9 +25,12 @@ import (
 // wake-ups, and a read buffer shared by all its connections. A readable
 // connection is read into that buffer and the bytes go to conn.input at
 // once, on the loop goroutine; what input cannot decode it copies into the
-// connection's own pooled buffer. So an idle connection costs its conn, an
-// epConn (64 bytes) and a slot in its loop's table: no buffer, no
-// goroutine.
+// connection's own pooled buffer. So an idle connection costs its conn (320
+// bytes), an epConn (64 bytes) and a slot in its loop's table and in the
+// engine's registry: no buffer, no goroutine. A new connection's OnReady
+// runs on its loop too (epConn.start), and the engine's own TCP listeners
+// accept straight from the socket (accept_linux.go), so taking a
+// connection makes no goroutine and no garbage either.
 //
 // The loop does not block a thread in epoll_wait: its epoll descriptor is
 // itself registered with the Go runtime's poller (an epoll descriptor is
@@ -68,7 +71,7 @@ var errEpollClosed = fmt.Errorf("mai: epoll connection: %w", mai.ErrClosed)
 
 // epollGroup is TransportEpoll's set of event loops. Connections are spread
 // over the loops round-robin. A connection's input is decoded, and its
-// OnFrame (and any callback the read path runs) called, on its loop's
+// OnReady and OnFrame (and any callback the read path runs) called, on its loop's
 // goroutine, so a slow or blocking callback holds up every connection of
 // that loop: hand slow work to another goroutine, and answer with Send or
 // Do.

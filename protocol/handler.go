@@ -21,8 +21,9 @@ import (
 // whatever ended the connection. The callbacks of different connections run
 // concurrently, so a Handler's own shared state must be safe for concurrent
 // use. Callbacks run on goroutines the engine owns (netpoll's workers, a
-// connection's reader, the timer goroutine); a callback that blocks holds up
-// its own connection only.
+// connection's reader, an event loop, the timer goroutine); a callback that
+// blocks holds up its own connection only, except on mai.TransportEpoll,
+// where it holds up every connection of its event loop.
 //
 // A panic in a callback is recovered: the engine reports it to OnError
 // (wrapped in mai.ErrPanic) and closes that connection only.
