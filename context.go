@@ -159,7 +159,10 @@ type Context[F any] interface {
 	// ErrAborted.
 	Abort() error
 
-	// LocalAddr and RemoteAddr return the connection's addresses.
+	// LocalAddr and RemoteAddr return the connection's addresses; they
+	// stay available after the connection closed. The engine keeps them in
+	// a compact form and may return a new net.Addr on each call: keep the
+	// value if a callback needs it often.
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
 

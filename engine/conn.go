@@ -115,8 +115,7 @@ type connExtra[F any] struct {
 	// it is not armed.
 	wd      timerwheel.Timer
 	wdArmed int64
-	// The addresses as net.Addr: made on first use for TCP, kept from the
-	// net.Conn otherwise.
+	// The addresses of a connection that ends cannot hold.
 	laddr, raddr net.Addr
 }
 
@@ -145,33 +144,44 @@ func (c *conn[F]) setAddrs(local, remote net.Addr) {
 	if lok && rok && lt != nil && rt != nil && c.ends.set(lt.AddrPort(), rt.AddrPort()) {
 		return
 	}
+	c.xmu.Lock()
 	x := c.extra()
 	x.laddr, x.raddr = local, remote
+	c.xmu.Unlock()
 }
 
 // ID implements mai.Context.
 func (c *conn[F]) ID() mai.ConnID { return c.id }
 
-// LocalAddr implements mai.Context.
+// LocalAddr implements mai.Context. A TCP address is made on each call
+// from the compact form the connection keeps, so that asking costs no
+// memory for the connection's lifetime.
 func (c *conn[F]) LocalAddr() net.Addr {
-	c.xmu.Lock()
-	defer c.xmu.Unlock()
-	x := c.extra()
-	if x.laddr == nil && c.ends.valid() {
-		x.laddr = net.TCPAddrFromAddrPort(c.ends.local())
+	if c.ends.valid() {
+		return net.TCPAddrFromAddrPort(c.ends.local())
 	}
-	return x.laddr
+	l, _ := c.otherAddrs()
+	return l
 }
 
-// RemoteAddr implements mai.Context.
+// RemoteAddr implements mai.Context, as LocalAddr.
 func (c *conn[F]) RemoteAddr() net.Addr {
+	if c.ends.valid() {
+		return net.TCPAddrFromAddrPort(c.ends.remote())
+	}
+	_, r := c.otherAddrs()
+	return r
+}
+
+// otherAddrs returns the addresses of a connection that ends cannot hold
+// (not TCP, or an IPv6 zone), kept as the net.Conn gave them.
+func (c *conn[F]) otherAddrs() (local, remote net.Addr) {
 	c.xmu.Lock()
 	defer c.xmu.Unlock()
-	x := c.extra()
-	if x.raddr == nil && c.ends.valid() {
-		x.raddr = net.TCPAddrFromAddrPort(c.ends.remote())
+	if c.x == nil {
+		return nil, nil
 	}
-	return x.raddr
+	return c.x.laddr, c.x.raddr
 }
 
 // Listener implements mai.Context.

@@ -301,8 +301,8 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	var attachErr error
 	switch {
 	case src.nc == nil:
-		attachErr = e.ep.attachFD(c, src.fd)
-		attached = attachErr == nil
+		e.ep.attachFD(c, src.fd)
+		attached = true
 	case e.ep != nil:
 		attachErr = e.ep.attach(c, src.nc)
 		attached = attachErr == nil
@@ -310,14 +310,12 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 		attachErr = e.attachNetpoll(c, src.nc)
 		attached = attachErr == nil
 	}
-	if !attached && (attachErr != nil && !isUnsupported(attachErr) || src.nc == nil) {
+	if !attached && attachErr != nil && !isUnsupported(attachErr) {
 		c.stopTimers()
 		e.reg.remove(c.id)
 		c.serial.Unlock()
 		e.connDone()
-		if src.nc != nil { // attachFD closes the descriptor itself on error
-			src.close()
-		}
+		src.close()
 		return 0, attachErr
 	}
 	if !attached {

@@ -233,16 +233,15 @@ func (g *epollGroup) attach(lc loopConn, nc net.Conn) error {
 		_ = unix.Close(fd)
 		return fmt.Errorf("mai: set non-blocking: %w", err)
 	}
-	return g.attachFD(lc, fd)
+	g.attachFD(lc, fd)
+	return nil
 }
 
 // attachFD makes fd, a connected non-blocking socket that is now the
-// connection's, its transport on one of the loops; start registers it. On
-// error fd is closed.
-func (g *epollGroup) attachFD(lc loopConn, fd int) error {
+// connection's, its transport on one of the loops; start registers it.
+func (g *epollGroup) attachFD(lc loopConn, fd int) {
 	l := g.loops[int(g.next.Add(1)-1)%len(g.loops)]
 	lc.setTransport(&epConn{fd: int32(fd), loop: l, lc: lc})
-	return nil
 }
 
 // start registers c with its loop, which then runs lc.release (OnReady

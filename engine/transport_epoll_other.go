@@ -18,6 +18,8 @@ func newEpollGroup(int, func(func())) (*epollGroup, error) {
 
 func (g *epollGroup) attach(loopConn, net.Conn) error { return mai.ErrUnsupported }
 
-func (g *epollGroup) attachFD(loopConn, int) error { return mai.ErrUnsupported }
+// attachFD is never called here: no descriptor is adopted without a
+// net.Conn (see accept_other.go).
+func (g *epollGroup) attachFD(loopConn, int) {}
 
 func (g *epollGroup) stop() {}
