@@ -109,6 +109,12 @@ const (
 	DefaultWriteBufferHighWater  = 256 << 10
 	DefaultWriteTimeout          = 30 * time.Second
 	DefaultTimerResolution       = 10 * time.Millisecond
+
+	// MaxInboundLimit is the largest MaxInboundBytes, and so the largest
+	// MaxFrameSize, an engine accepts: 1 GiB. It keeps a connection's
+	// input offsets in 32 bits (a smaller connection); a single frame over
+	// it is better streamed than buffered.
+	MaxInboundLimit = 1 << 30
 )
 
 // DefaultOptions returns the configuration used when no Option is given.
@@ -164,7 +170,7 @@ func (o Options) Resolve(codecMaxFrame int) (Options, error) {
 		}
 	}
 	if o.MaxInboundBytes == 0 && o.MaxFrameSize > 0 {
-		o.MaxInboundBytes = o.MaxFrameSize + 64<<10
+		o.MaxInboundBytes = min(o.MaxFrameSize+64<<10, MaxInboundLimit)
 	}
 	if o.MaxPooledBufferSize == 0 {
 		o.MaxPooledBufferSize = max(DefaultMaxPooledBufferSize, o.InitialBufferSize)
@@ -197,6 +203,10 @@ func (o *Options) validate() error {
 		return bad("MaxPooledBufferSize %d is under InitialBufferSize %d", o.MaxPooledBufferSize, o.InitialBufferSize)
 	case o.MaxFrameSize <= 0:
 		return bad("MaxFrameSize %d must be positive", o.MaxFrameSize)
+	case o.MaxFrameSize > MaxInboundLimit:
+		return bad("MaxFrameSize %d is over MaxInboundLimit %d", o.MaxFrameSize, MaxInboundLimit)
+	case o.MaxInboundBytes > MaxInboundLimit:
+		return bad("MaxInboundBytes %d is over MaxInboundLimit %d", o.MaxInboundBytes, MaxInboundLimit)
 	case o.MaxInboundBytes < o.MaxFrameSize:
 		return bad("MaxInboundBytes %d is under MaxFrameSize %d: a largest frame could never be buffered", o.MaxInboundBytes, o.MaxFrameSize)
 	case o.WriteBufferHighWater <= 0:
@@ -258,14 +268,16 @@ func WithMaxPooledBytes(n int) Option { return func(o *Options) { o.MaxPooledByt
 // that grows beyond it closes the connection with ErrFrameTooLarge. Default:
 // the codec's own limit when it implements codec.MaxSizer (every built-in
 // codec does, so their MaxLength is the one number to set), else 1 MiB.
+// At most MaxInboundLimit (1 GiB), whichever of the two sets it.
 // Servers and clients.
 func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize = n } }
 
 // WithMaxInboundBytes bounds the input a connection may hold un-decoded or
 // un-handled (a partial frame plus input that arrived while decoding was
 // paused by backpressure); over it the connection closes with
-// ErrInboundLimit. Default MaxFrameSize + 64 KiB; must be at least
-// MaxFrameSize. Servers and clients.
+// ErrInboundLimit. Default MaxFrameSize + 64 KiB (at most
+// MaxInboundLimit); must be at least MaxFrameSize and at most
+// MaxInboundLimit (1 GiB). Servers and clients.
 func WithMaxInboundBytes(n int) Option { return func(o *Options) { o.MaxInboundBytes = n } }
 
 // WithWriteBufferWaterMarks sets the outbound queue's low and high water

@@ -45,13 +45,15 @@ type conn[F any] struct {
 	// pendOff, need and the flags marked "serial" below. It is the one lock
 	// held across user callbacks; no other lock is ever taken while waiting
 	// for it, and the read path is the only place that blocks on it.
-	serial  sync.Mutex
-	pend    *bufpool.Buffer // undecoded input; nil when empty
-	pendOff int             // start of the undecoded bytes in pend.B
-	need    int             // total size of the partial frame at pendOff (Sizer), 0 if unknown
-
-	mboxMu sync.Mutex  // guards mb and mboxDone
-	mb     *mailbox[F] // events waiting for the runner; nil until the first
+	serial sync.Mutex
+	pend   *bufpool.Buffer // undecoded input; nil when empty
+	// pendOff is where the undecoded bytes start in pend.B; need is the
+	// total size of the partial frame there (Sizer), 0 if unknown. Both
+	// stay under 2 GiB because MaxInboundBytes <= mai.MaxInboundLimit:
+	// the undecoded bytes never exceed it, and pend.B is compacted once
+	// the decoded prefix outgrows them.
+	pendOff int32
+	need    int32
 
 	outMu    sync.Mutex      // guards out, inflight, rest, restOff, cause and the flags marked "outMu"
 	out      *bufpool.Buffer // encoded frames waiting for the flusher; nil when empty
@@ -62,8 +64,13 @@ type conn[F any] struct {
 
 	session atomic.Pointer[any] // SetSession's value
 
-	xmu sync.Mutex    // guards x and the flags marked "xmu"
+	// xmu guards x, mb and the flags marked "xmu". It is never held
+	// across a callback or I/O; Context takes outMu under it, so outMu is
+	// never held while taking xmu (post, which takes it, is never called
+	// with outMu held).
+	xmu sync.Mutex
 	x   *connExtra[F] // nil until first needed
+	mb  *mailbox[F]   // events waiting for the runner; nil until the first
 
 	bytesIn, bytesOut, framesIn, framesOut atomic.Uint64
 
@@ -72,15 +79,7 @@ type conn[F any] struct {
 	readStart    atomic.Int64 // a partial frame started arriving
 	writeStart   atomic.Int64 // a write started and has not finished
 
-	mailN atomic.Int32 // number of events waiting, readable without mboxMu
-	// running is true while serial is held by a runner; Sends made then are
-	// flushed by the runner when it lets go, as one batch.
-	running atomic.Bool
-	// paused stops decoding while the outbound queue is over the high mark.
-	paused atomic.Bool
-	// closing stops decoding once the connection is closing for any reason.
-	closing  atomic.Bool
-	gotFrame atomic.Bool // a first frame arrived (handshake)
+	flags atomic.Uint32 // the fl* bits, read without a lock
 
 	origin   mai.Origin // fixed
 	hasSizer bool       // fixed: the codec is a codec.Sizer
@@ -91,7 +90,7 @@ type conn[F any] struct {
 	toldWritable bool // serial: the writability OnWritabilityChanged last reported
 	readyDue     bool // serial: OnReady has not run yet
 
-	mboxDone bool // mboxMu: OnClosed has been queued; later events are dropped
+	mboxDone bool // xmu: OnClosed has been queued; later events are dropped
 
 	flushing bool      // outMu: a goroutine owns the flush loop
 	state    connState // outMu
@@ -105,6 +104,23 @@ type conn[F any] struct {
 	// the addresses are kept in x.
 	ends tcpEnds
 }
+
+// The bits of conn.flags: state that the read path checks between frames
+// without taking a lock. One word instead of five atomics keeps a conn in a
+// smaller size class and lets decodeFrom test two flags with one load.
+const (
+	// flRunning is set while serial is held by a runner; Sends made then
+	// are flushed by the runner when it lets go, as one batch.
+	flRunning  uint32 = 1 << iota
+	flPaused          // decoding stops while the outbound queue is over the high mark
+	flClosing         // decoding stops once the connection is closing for any reason
+	flGotFrame        // a first frame arrived (handshake timeout)
+	flMail            // events wait in the mailbox (set and cleared under xmu)
+)
+
+func (c *conn[F]) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }
+func (c *conn[F]) setFlag(f uint32)      { c.flags.Or(f) }
+func (c *conn[F]) clearFlag(f uint32)    { c.flags.And(^f) }
 
 // connExtra is the part of a connection that most connections never need.
 type connExtra[F any] struct {
@@ -295,7 +311,7 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 		return fmt.Errorf("close %v: %w", c.id, mai.ErrClosed)
 	}
 	c.state = stateClosing
-	c.closing.Store(true)
+	c.setFlag(flClosing)
 	c.localEnd = c.localEnd || local
 	if c.cause == nil {
 		c.cause = cause
@@ -305,14 +321,14 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 	case c.flushing:
 		// the flush loop closes the transport when the queue is empty
 	case c.out != nil && len(c.out.B) > 0:
-		if c.running.Load() {
+		if c.hasFlag(flRunning) {
 			// the runner flushes when it lets go of serial
 		} else {
 			c.flushing, startFlush = true, true
 		}
 	default:
 		c.state = stateClosed
-		c.closing.Store(true)
+		c.setFlag(flClosing)
 		closeNow = true
 	}
 	c.outMu.Unlock()
@@ -342,7 +358,7 @@ func (c *conn[F]) abort(cause error, local bool) bool {
 	}
 	c.state = stateClosed
 	c.localEnd = c.localEnd || local
-	c.closing.Store(true)
+	c.setFlag(flClosing)
 	c.dropQueueLocked()
 	c.outMu.Unlock()
 	c.tr.close()
@@ -384,7 +400,7 @@ func (c *conn[F]) transportClosed(err error) {
 	c.outMu.Lock()
 	c.peerCauseLocked(err)
 	c.state = stateClosed
-	c.closing.Store(true)
+	c.setFlag(flClosing)
 	c.dropQueueLocked()
 	c.outMu.Unlock()
 	c.cancelContext()

@@ -60,9 +60,9 @@ func (e *ProtocolEngine[F]) Do(id mai.ConnID, fn func(mai.Context[F])) error {
 	if err != nil {
 		return err
 	}
-	c.mboxMu.Lock()
+	c.xmu.Lock()
 	done := c.mboxDone
-	c.mboxMu.Unlock()
+	c.xmu.Unlock()
 	if done {
 		return fmt.Errorf("do on %v: %w", id, mai.ErrClosed)
 	}

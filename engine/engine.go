@@ -291,7 +291,7 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	// The runner role is ours until the connection (OnReady first) is
 	// handed to its own goroutine below: input that arrives meanwhile waits.
 	c.serial.Lock()
-	c.running.Store(true)
+	c.setFlag(flRunning)
 	// The ID is reserved now and the connection published only once its
 	// mailbox and transport are in place, so nothing that walks the
 	// registry (ticks, Broadcast, Shutdown) can meet it half made.

@@ -544,6 +544,8 @@ func TestInvalidOptions(t *testing.T) {
 		"negative timeout":       {mai.WithIdleTimeout(-time.Second)},
 		"sub-millisecond ticker": {mai.WithTimerResolution(time.Microsecond)},
 		"nil option":             {nil},
+		"frame over limit":       {mai.WithMaxFrameSize(mai.MaxInboundLimit + 1)},
+		"inbound over limit":     {mai.WithMaxInboundBytes(mai.MaxInboundLimit + 1)},
 	}
 	for name, opts := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -552,6 +554,19 @@ func TestInvalidOptions(t *testing.T) {
 				t.Fatalf("got %v, want ErrInvalidOption", err)
 			}
 		})
+	}
+	// A codec whose own limit is over MaxInboundLimit needs a smaller
+	// WithMaxFrameSize; at the limit, the inbound bound is the limit.
+	if _, err := New(lengthField(t, mai.MaxInboundLimit), echo{}); !errors.Is(err, mai.ErrInvalidOption) {
+		t.Errorf("codec over the limit: %v", err)
+	}
+	if e, err := New(lengthField(t, mai.MaxInboundLimit), echo{}, mai.WithMaxFrameSize(1<<20)); err != nil {
+		t.Errorf("codec over the limit, smaller frame size: %v", err)
+	} else {
+		shutdown(t, e)
+	}
+	if o, err := mai.Build(mai.WithMaxFrameSize(mai.MaxInboundLimit)); err != nil || o.MaxInboundBytes != mai.MaxInboundLimit {
+		t.Errorf("frame size at the limit: inbound %d, %v", o.MaxInboundBytes, err)
 	}
 	if _, err := New[[]byte](nil, echo{}); !errors.Is(err, mai.ErrInvalidOption) {
 		t.Errorf("nil codec: %v", err)

@@ -17,10 +17,10 @@ import (
 func (c *conn[F]) input(data []byte) {
 	c.bytesIn.Add(uint64(len(data)))
 	c.serial.Lock()
-	c.running.Store(true)
+	c.setFlag(flRunning)
 	// Events queued before this input (OnReady first of all) go first.
 	c.drain()
-	if !c.finished && !c.poisoned && !c.closing.Load() {
+	if !c.finished && !c.poisoned && !c.hasFlag(flClosing) {
 		c.consume(data)
 	}
 	c.release()
@@ -32,11 +32,11 @@ func (c *conn[F]) consume(data []byte) {
 	// Sizer told, or geometrically growing pieces), so a large read is not
 	// copied whole and counted against the inbound bound; the rest is
 	// decoded in place below.
-	for c.pend != nil && len(data) > 0 && !c.paused.Load() {
-		unread := len(c.pend.B) - c.pendOff
+	for c.pend != nil && len(data) > 0 && !c.hasFlag(flPaused) {
+		unread := c.unread()
 		k := len(data)
-		if c.need > unread {
-			k = min(k, c.need-unread)
+		if need := int(c.need); need > unread {
+			k = min(k, need-unread)
 		} else {
 			k = min(k, max(unread, c.e.opts.InitialBufferSize))
 		}
@@ -45,20 +45,20 @@ func (c *conn[F]) consume(data []byte) {
 		}
 		data = data[k:]
 		c.decodePending()
-		if c.poisoned || c.closing.Load() {
+		if c.poisoned || c.hasFlag(flClosing) {
 			return
 		}
 	}
 	if len(data) == 0 {
 		return
 	}
-	if c.pend != nil || c.paused.Load() {
+	if c.pend != nil || c.hasFlag(flPaused) {
 		// Decoding is paused: keep the input, within the inbound bound.
 		c.appendPending(data)
 		return
 	}
 	off := c.decodeFrom(data)
-	if c.poisoned || c.closing.Load() {
+	if c.poisoned || c.hasFlag(flClosing) {
 		return
 	}
 	if off < len(data) {
@@ -73,20 +73,20 @@ func (c *conn[F]) decodePending() {
 	if c.pend == nil || c.poisoned {
 		return
 	}
-	off := c.decodeFrom(c.pend.B[c.pendOff:])
+	off := c.decodeFrom(c.pendBytes())
 	if c.pend == nil { // released by an error path
 		return
 	}
-	c.pendOff += off
-	unread := len(c.pend.B) - c.pendOff
+	c.pendOff += int32(off)
+	unread := c.unread()
 	switch {
 	case unread == 0:
 		c.e.pool.Put(c.pend)
 		c.pend, c.pendOff = nil, 0
-	case c.pendOff > 0 && c.pendOff >= unread:
+	case c.pendOff > 0 && int(c.pendOff) >= unread:
 		// Compact when the consumed prefix is at least as large as what
 		// remains: each byte moves O(1) times overall.
-		n := copy(c.pend.B, c.pend.B[c.pendOff:])
+		n := copy(c.pend.B, c.pendBytes())
 		c.pend.B = c.pend.B[:n]
 		c.pendOff = 0
 	}
@@ -99,7 +99,7 @@ func (c *conn[F]) decodePending() {
 func (c *conn[F]) appendPending(data []byte) bool {
 	unread := 0
 	if c.pend != nil {
-		unread = len(c.pend.B) - c.pendOff
+		unread = c.unread()
 	}
 	if unread+len(data) > c.e.opts.MaxInboundBytes {
 		c.dropPending()
@@ -115,18 +115,24 @@ func (c *conn[F]) appendPending(data []byte) bool {
 	}
 	// Reserve room for the whole frame once when its size is known, so a
 	// large frame is copied once instead of through repeated growth.
-	if want := c.need; want > 0 && cap(c.pend.B)-c.pendOff < want && want >= unread+len(data) {
+	if want := int(c.need); want > 0 && cap(c.pend.B)-int(c.pendOff) < want && want >= unread+len(data) {
 		nb := c.e.pool.Get()
 		if cap(nb.B) < want {
 			nb.B = make([]byte, 0, want) // kept by the pool afterwards, within its bounds
 		}
-		nb.B = append(nb.B, c.pend.B[c.pendOff:]...)
+		nb.B = append(nb.B, c.pendBytes()...)
 		c.e.pool.Put(c.pend)
 		c.pend, c.pendOff = nb, 0
 	}
 	c.pend.B = append(c.pend.B, data...)
 	return true
 }
+
+// unread is the number of undecoded bytes in pend, which is not nil.
+func (c *conn[F]) unread() int { return len(c.pend.B) - int(c.pendOff) }
+
+// pendBytes returns the undecoded bytes of pend, which is not nil.
+func (c *conn[F]) pendBytes() []byte { return c.pend.B[c.pendOff:] }
 
 func (c *conn[F]) dropPending() {
 	if c.pend != nil {
@@ -158,9 +164,9 @@ func (c *conn[F]) markPartial(progress bool) {
 func (c *conn[F]) decodeFrom(buf []byte) int {
 	off := 0
 	maxFrame := c.e.opts.MaxFrameSize
-	for off < len(buf) && !c.closing.Load() && !c.paused.Load() {
+	for off < len(buf) && !c.hasFlag(flClosing|flPaused) {
 		rest := buf[off:]
-		if c.need > 0 && len(rest) < c.need {
+		if c.need > 0 && len(rest) < int(c.need) {
 			break
 		}
 		frame, n, err := c.decode(rest)
@@ -185,7 +191,7 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 					return len(buf)
 				}
 				if size > len(rest) {
-					c.need = size
+					c.need = int32(size) // size <= maxFrame <= mai.MaxInboundLimit
 				}
 			}
 			if len(rest) > maxFrame {
@@ -201,8 +207,8 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 		off += n
 		c.need = 0
 		c.framesIn.Add(1)
-		if !c.gotFrame.Load() {
-			c.gotFrame.Store(true)
+		if !c.hasFlag(flGotFrame) {
+			c.setFlag(flGotFrame)
 		}
 		if c.e.opts.IdleTimeout > 0 {
 			c.lastActivity.Store(c.e.wheel.CoarseNow())

@@ -42,9 +42,9 @@ type event[F any] struct {
 // post queues ev and makes sure a runner will handle it. It never blocks on
 // serial and may be called from any goroutine, including a callback.
 func (c *conn[F]) post(ev event[F]) {
-	c.mboxMu.Lock()
+	c.xmu.Lock()
 	if c.mboxDone {
-		c.mboxMu.Unlock()
+		c.xmu.Unlock()
 		return
 	}
 	if ev.kind == evClosed {
@@ -54,16 +54,16 @@ func (c *conn[F]) post(ev event[F]) {
 		c.mb = new(mailbox[F])
 	}
 	c.mb.evs = append(c.mb.evs, ev)
-	c.mailN.Store(int32(len(c.mb.evs)))
-	c.mboxMu.Unlock()
+	c.setFlag(flMail)
+	c.xmu.Unlock()
 	if c.serial.TryLock() {
-		c.running.Store(true)
+		c.setFlag(flRunning)
 		c.e.goRun(c)
 	}
 }
 
 // mailWaiting reports whether events are queued.
-func (c *conn[F]) mailWaiting() bool { return c.mailN.Load() > 0 }
+func (c *conn[F]) mailWaiting() bool { return c.hasFlag(flMail) }
 
 // drain runs OnReady if it is due, then handles queued events until the
 // mailbox is empty. serial is held.
@@ -72,22 +72,22 @@ func (c *conn[F]) drain() {
 		c.readyDue = false
 		c.handle(&event[F]{kind: evReady})
 	}
-	for c.mailN.Load() > 0 {
-		c.mboxMu.Lock()
+	for c.hasFlag(flMail) {
+		c.xmu.Lock()
 		mb := c.mb
 		evs := mb.evs
 		mb.evs, mb.spare = mb.spare, nil
-		c.mailN.Store(0)
-		c.mboxMu.Unlock()
+		c.clearFlag(flMail)
+		c.xmu.Unlock()
 		for i := range evs {
 			c.handle(&evs[i])
 			evs[i] = event[F]{}
 		}
-		c.mboxMu.Lock()
+		c.xmu.Lock()
 		if mb.spare == nil {
 			mb.spare = evs[:0]
 		}
-		c.mboxMu.Unlock()
+		c.xmu.Unlock()
 	}
 }
 
@@ -96,13 +96,13 @@ func (c *conn[F]) drain() {
 func (c *conn[F]) release() {
 	for {
 		c.drain()
-		c.running.Store(false)
+		c.clearFlag(flRunning)
 		c.serial.Unlock()
 		c.flushOwed()
 		if !c.mailWaiting() || !c.serial.TryLock() {
 			return
 		}
-		c.running.Store(true)
+		c.setFlag(flRunning)
 	}
 }
 
@@ -118,7 +118,7 @@ func (c *conn[F]) handle(ev *event[F]) {
 		}
 	case evTimeout:
 		t := ev.timeout
-		if t.Kind != mai.TimeoutTimer && c.closing.Load() {
+		if t.Kind != mai.TimeoutTimer && c.hasFlag(flClosing) {
 			// Already closing: a built-in timeout is not news to the
 			// handler, but a write that cannot finish ends the wait.
 			if t.Kind == mai.TimeoutWrite {
@@ -156,7 +156,7 @@ func (c *conn[F]) handle(ev *event[F]) {
 // serial is held: this is the runner reacting to an error it saw.
 func (c *conn[F]) fail(err error) {
 	c.showError(err)
-	c.closing.Store(true)
+	c.setFlag(flClosing)
 	if errors.Is(err, mai.ErrWriteTimeout) {
 		// Queued bytes cannot be written: an orderly close would wait
 		// for them for ever.
@@ -179,8 +179,8 @@ func (c *conn[F]) showError(err error) {
 // closedEvent delivers the end of the connection. serial is held.
 func (c *conn[F]) closedEvent() {
 	cause := c.closeCause()
-	if errors.Is(cause, io.EOF) && c.pend != nil && len(c.pend.B) > c.pendOff && !c.poisoned {
-		cause = fmt.Errorf("%w (%d bytes)", mai.ErrPartialFrame, len(c.pend.B)-c.pendOff)
+	if errors.Is(cause, io.EOF) && c.pend != nil && c.unread() > 0 && !c.poisoned {
+		cause = fmt.Errorf("%w (%d bytes)", mai.ErrPartialFrame, c.unread())
 	}
 	c.showError(cause)
 	c.callClosed(cause)

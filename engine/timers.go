@@ -60,7 +60,7 @@ func (c *conn[F]) nextDeadline() int64 {
 	if ws := c.writeStart.Load(); o.WriteTimeout > 0 && ws != 0 {
 		earliest(ws + int64(o.WriteTimeout))
 	}
-	if o.HandshakeTimeout > 0 && !c.gotFrame.Load() && !c.handshakeFired {
+	if o.HandshakeTimeout > 0 && !c.hasFlag(flGotFrame) && !c.handshakeFired {
 		earliest(c.readyAt + int64(o.HandshakeTimeout))
 	}
 	return d
@@ -120,7 +120,7 @@ func watchdogFired[F any](t *timerwheel.Timer, now int64) {
 	if ws := c.writeStart.Load(); o.WriteTimeout > 0 && ws != 0 && now-ws >= int64(o.WriteTimeout) && c.writeStart.CompareAndSwap(ws, now) {
 		fired[n], n = mai.TimeoutWrite, n+1
 	}
-	if o.HandshakeTimeout > 0 && !c.handshakeFired && !c.gotFrame.Load() && now-c.readyAt >= int64(o.HandshakeTimeout) {
+	if o.HandshakeTimeout > 0 && !c.handshakeFired && !c.hasFlag(flGotFrame) && now-c.readyAt >= int64(o.HandshakeTimeout) {
 		c.handshakeFired = true
 		fired[n], n = mai.TimeoutHandshake, n+1
 	}

@@ -49,14 +49,14 @@ func (c *conn[F]) Send(frame F) error {
 	c.framesOut.Add(1)
 	queued = c.inflight + len(b)
 	startFlush := false
-	if !c.flushing && (!c.running.Load() || queued >= high) {
+	if !c.flushing && (!c.hasFlag(flRunning) || queued >= high) {
 		c.flushing, startFlush = true, true
 	}
 	crossed := c.writable && queued >= high
 	if crossed {
 		c.writable = false
 		if !c.e.opts.NoReadPause {
-			c.paused.Store(true)
+			c.setFlag(flPaused)
 		}
 	}
 	c.outMu.Unlock()
@@ -196,7 +196,7 @@ func (c *conn[F]) flushLoop(inline bool) {
 		resumed := !c.writable && queued <= opts.WriteBufferLowWater
 		if resumed {
 			c.writable = true
-			c.paused.Store(false)
+			c.clearFlag(flPaused)
 		}
 		c.outMu.Unlock()
 		if resumed {
