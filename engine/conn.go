@@ -55,7 +55,7 @@ type conn[F any] struct {
 	pendOff int32
 	need    int32
 
-	outMu    sync.Mutex      // guards out, inflight, rest, restOff, cause and the flags marked "outMu"
+	outMu    sync.Mutex      // guards out, inflight, rest, restOff, cause, the out counters and the flags marked "outMu"
 	out      *bufpool.Buffer // encoded frames waiting for the flusher; nil when empty
 	inflight int             // bytes handed to the transport and not yet written
 	rest     *bufpool.Buffer // a batch partly written by an inline flush
@@ -72,7 +72,8 @@ type conn[F any] struct {
 	x   *connExtra[F] // nil until first needed
 	mb  *mailbox[F]   // events waiting for the runner; nil until the first
 
-	bytesIn, bytesOut, framesIn, framesOut atomic.Uint64
+	bytesIn, framesIn   atomic.Uint64 // written by the runner, read by Info
+	bytesOut, framesOut uint64        // outMu
 
 	// Watchdog timestamps, in wheel time (ns); 0 means "not running".
 	lastActivity atomic.Int64 // last complete frame in or batch out
@@ -266,6 +267,7 @@ func (c *conn[F]) Info() mai.ConnInfo {
 		queued += len(c.out.B)
 	}
 	writable := c.writable && c.state == stateOpen
+	bytesOut, framesOut := c.bytesOut, c.framesOut
 	c.outMu.Unlock()
 	return mai.ConnInfo{
 		ID:         c.id,
@@ -275,9 +277,9 @@ func (c *conn[F]) Info() mai.ConnInfo {
 		RemoteAddr: c.RemoteAddr(),
 		Since:      c.e.wheel.Time(c.readyAt),
 		BytesIn:    c.bytesIn.Load(),
-		BytesOut:   c.bytesOut.Load(),
+		BytesOut:   bytesOut,
 		FramesIn:   c.framesIn.Load(),
-		FramesOut:  c.framesOut.Load(),
+		FramesOut:  framesOut,
 		Queued:     queued,
 		Writable:   writable,
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/bufpool"
 )
 
 // Send implements mai.Context. The frame is encoded at once into the
@@ -46,7 +47,7 @@ func (c *conn[F]) Send(frame F) error {
 		return fmt.Errorf("send to %v: %w: %w", c.id, mai.ErrEncode, err)
 	}
 	c.out.B = b
-	c.framesOut.Add(1)
+	c.framesOut++
 	queued = c.inflight + len(b)
 	startFlush := false
 	if !c.flushing && (!c.hasFlag(flRunning) || queued >= high) {
@@ -92,49 +93,38 @@ func (c *conn[F]) flushOwed() {
 		return
 	}
 	c.flushing = true
-	c.outMu.Unlock()
-	c.flushLoop(true)
+	c.flushLocked(true)
 }
 
 // flushLoop writes queued bytes until the queue is empty. Exactly one
 // goroutine runs it for a connection at a time: the one that set flushing.
-// Each round takes the whole queue as one batch (one write). A buffer goes
-// back to the pool only after its write finished, since the transport may
-// keep references to it until then. inline is true on a runner, which must
-// not wait for the socket: a short write hands the rest (c.rest) to a new
-// flusher goroutine.
 func (c *conn[F]) flushLoop(inline bool) {
+	c.outMu.Lock()
+	c.flushLocked(inline)
+}
+
+// flushLocked is the flush loop; it is called with outMu held and returns
+// with it released. Each round takes the whole queue as one batch (one
+// write); taking the next batch and settling the last one share a critical
+// section, so a batch costs two round trips of outMu. A buffer goes back to
+// the pool only after its write finished, since the transport may keep
+// references to it until then. inline is true on a runner, which must not
+// wait for the socket: a short write hands the rest (c.rest) to a new
+// flusher goroutine.
+func (c *conn[F]) flushLocked(inline bool) {
 	opts := &c.e.opts
 	for {
-		c.outMu.Lock()
-		if c.state == stateClosed {
-			c.flushing = false
-			c.dropRestLocked()
-			c.outMu.Unlock()
-			c.writeStart.Store(0)
+		buf, off, closeNow := c.nextBatchLocked()
+		c.outMu.Unlock()
+		if buf == nil {
+			if c.writeStart.Load() != 0 {
+				c.writeStart.Store(0)
+			}
+			if closeNow {
+				c.tr.close()
+			}
 			return
 		}
-		buf, off := c.rest, c.restOff
-		c.rest, c.restOff = nil, 0
-		if buf == nil {
-			if c.out == nil || len(c.out.B) == 0 {
-				c.flushing = false
-				closeNow := c.state == stateClosing
-				if closeNow {
-					c.state = stateClosed
-				}
-				c.outMu.Unlock()
-				c.writeStart.Store(0)
-				if closeNow {
-					c.tr.close()
-				}
-				return
-			}
-			buf = c.out
-			c.out = nil
-			c.inflight = len(buf.B)
-		}
-		c.outMu.Unlock()
 
 		if !inline {
 			c.startWriteClock()
@@ -181,32 +171,56 @@ func (c *conn[F]) flushLoop(inline bool) {
 			c.abortWith(fmt.Errorf("mai: write to %v: %w", c.id, err))
 			return
 		}
-		c.bytesOut.Add(uint64(len(buf.B)))
 		if opts.IdleTimeout > 0 {
 			c.lastActivity.Store(c.e.wheel.CoarseNow())
 		}
+		written := len(buf.B)
 		c.e.pool.Put(buf)
 
 		c.outMu.Lock()
 		c.inflight = 0
-		queued := 0
-		if c.out != nil {
-			queued = len(c.out.B)
-		}
-		resumed := !c.writable && queued <= opts.WriteBufferLowWater
-		if resumed {
+		c.bytesOut += uint64(written)
+		if !c.writable && (c.out == nil || len(c.out.B) <= opts.WriteBufferLowWater) {
 			c.writable = true
 			c.clearFlag(flPaused)
-		}
-		c.outMu.Unlock()
-		if resumed {
+			c.outMu.Unlock()
 			// Tell the handler first, then decode what was held back.
 			if c.e.writability != nil {
 				c.post(event[F]{kind: evWritability})
 			}
 			c.post(event[F]{kind: evResume})
+			c.outMu.Lock()
 		}
 	}
+}
+
+// nextBatchLocked takes the next batch to write: a partly written one
+// first, else the whole queue. When there is none, or the connection is
+// closed, it ends the flusher's turn: flushing is cleared, and a closing
+// connection becomes closed, which closeNow reports (the caller closes the
+// transport). outMu is held.
+func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, closeNow bool) {
+	if c.state == stateClosed {
+		c.flushing = false
+		c.dropRestLocked()
+		return nil, 0, false
+	}
+	if c.rest != nil {
+		buf, off = c.rest, c.restOff
+		c.rest, c.restOff = nil, 0
+		return buf, off, false
+	}
+	if c.out == nil || len(c.out.B) == 0 {
+		c.flushing = false
+		if c.state == stateClosing {
+			c.state = stateClosed
+			closeNow = true
+		}
+		return nil, 0, closeNow
+	}
+	buf, c.out = c.out, nil
+	c.inflight = len(buf.B)
+	return buf, 0, false
 }
 
 // startWriteClock starts the write timeout (if any) of a write that may
