@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/codec"
 	"github.com/mai-go/mai/protocol"
 )
 
@@ -217,36 +218,93 @@ func TestDecodeError(t *testing.T) {
 	})
 }
 
-// TestHandlerPanic: a panic closes only its connection; the process and
-// the other connections go on.
-func TestHandlerPanic(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
-		r := newRecorder(t)
-		r.onFrame = func(c mai.Context[[]byte], f []byte) error {
-			if string(f) == "panic" {
-				panic("boom")
-			}
-			return c.Send(f)
-		}
-		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr))
-		good, bad := dial(t, addr), dial(t, addr)
-		recv(t, r.ready, "ready")
-		recv(t, r.ready, "ready")
-		if _, err := bad.Write(frame([]byte("panic"))); err != nil {
-			t.Fatal(err)
-		}
-		id := recv(t, r.closed, "OnClosed of the panicking connection")
-		expectClosedByPeer(t, bad)
-		if errs := r.errorsOf(id); len(errs) != 1 || !errors.Is(errs[0], mai.ErrPanic) {
-			t.Fatalf("OnError got %v, want ErrPanic", errs)
-		}
-		if _, err := good.Write(frame([]byte("still here"))); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := readFrame(good); err != nil || string(got) != "still here" {
-			t.Fatalf("other connection: %q %v", got, err)
-		}
-	})
+// panicky is a length-field codec that panics decoding a frame
+// "decode-panic" and encoding a frame "encode-panic".
+type panicky struct{ codec.Codec[[]byte] }
+
+func (p panicky) Decode(src []byte) ([]byte, int, error) {
+	f, n, err := p.Codec.Decode(src)
+	if string(f) == "decode-panic" {
+		panic("boom in Decode")
+	}
+	return f, n, err
+}
+
+func (p panicky) Encode(dst, f []byte) ([]byte, error) {
+	if string(f) == "encode-panic" {
+		panic("boom in Encode")
+	}
+	return p.Codec.Encode(dst, f)
+}
+
+// TestPanics: a panic in OnFrame or in the codec closes only its
+// connection, with an error wrapping mai.ErrPanic (and mai.ErrProtocol
+// for Decode, mai.ErrEncode for Encode); the frames before it in the same
+// read are delivered and their replies written; the process and the other
+// connections go on.
+func TestPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		frame  string
+		want   []error
+		frames int // OnFrame calls: "before", and the panicking frame unless Decode panicked
+	}{
+		{"OnFrame", "panic", []error{mai.ErrPanic}, 2},
+		{"Decode", "decode-panic", []error{mai.ErrPanic, mai.ErrProtocol}, 1},
+		{"Encode", "encode-panic", []error{mai.ErrPanic, mai.ErrEncode}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+				r := newRecorder(t)
+				r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+					if string(f) == "panic" {
+						panic("boom")
+					}
+					return c.Send(f)
+				}
+				inner := lengthField(t, 1<<10)
+				pc := func() codec.Codec[[]byte] { return panicky{inner()} }
+				_, addr := server(t, r, pc, mai.WithTransport(tr))
+				good, bad := dial(t, addr), dial(t, addr)
+				recv(t, r.ready, "ready")
+				recv(t, r.ready, "ready")
+				in := append(frame([]byte("before")), frame([]byte(tc.frame))...)
+				in = append(in, frame([]byte("after"))...)
+				if _, err := bad.Write(in); err != nil {
+					t.Fatal(err)
+				}
+				id := recv(t, r.closed, "OnClosed of the panicking connection")
+				if got, err := readFrame(bad); err != nil || string(got) != "before" {
+					t.Fatalf("reply to the frame before the panic: %q %v", got, err)
+				}
+				expectClosedByPeer(t, bad)
+				errs := r.errorsOf(id)
+				if len(errs) != 1 {
+					t.Fatalf("OnError got %v, want one error", errs)
+				}
+				for _, want := range tc.want {
+					if !errors.Is(errs[0], want) {
+						t.Errorf("OnError got %v, want it to wrap %v", errs[0], want)
+					}
+				}
+				frames := 0
+				for _, ev := range r.events(id) {
+					if ev == "frame" {
+						frames++
+					}
+				}
+				if frames != tc.frames {
+					t.Errorf("%d frames delivered, want %d (none after the panic): %v", frames, tc.frames, r.events(id))
+				}
+				if _, err := good.Write(frame([]byte("still here"))); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := readFrame(good); err != nil || string(got) != "still here" {
+					t.Fatalf("other connection: %q %v", got, err)
+				}
+			})
+		})
+	}
 }
 
 // TestConcurrentSenders: 100 goroutines send to one connection at once;

@@ -160,17 +160,23 @@ func (c *conn[F]) markPartial(progress bool) {
 
 // decodeFrom decodes frames from buf and delivers them, stopping at a
 // partial frame, a pause, or a close. It returns how many bytes were
-// consumed. Frames alias buf. serial is held.
-func (c *conn[F]) decodeFrom(buf []byte) int {
-	off := 0
-	maxFrame := c.e.opts.MaxFrameSize
+// consumed. Frames alias buf. serial is held. Its rare paths are helpers
+// kept out of line, so that its frame stays small: the read path runs on
+// netpoll's fresh goroutines, whose stacks start at 2 KiB.
+//
+// One deferred recover covers the codec's Decode and OnFrame for the whole
+// buffer, instead of one per call: inFrame tells which of them panicked.
+func (c *conn[F]) decodeFrom(buf []byte) (off int) {
+	inFrame := false
+	defer c.decodePanicked(&off, &inFrame, len(buf))
 	for off < len(buf) && !c.hasFlag(flClosing|flPaused) {
 		rest := buf[off:]
 		if c.need > 0 && len(rest) < int(c.need) {
 			break
 		}
-		frame, n, err := c.decode(rest)
-		if err != nil {
+		frame, n, err := c.codec.Decode(rest)
+		switch {
+		case err != nil:
 			if err == codec.ErrSkip && n > 0 && n <= len(rest) {
 				off += n
 				c.need = 0
@@ -178,30 +184,13 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 			}
 			c.protocolError(err)
 			return len(buf)
-		}
-		if n == 0 { // need more bytes
-			if c.hasSizer {
-				size, err := c.frameSize(rest)
-				if err != nil {
-					c.protocolError(err)
-					return len(buf)
-				}
-				if size > maxFrame {
-					c.protocolError(fmt.Errorf("%w: frame of %d bytes, limit %d", mai.ErrFrameTooLarge, size, maxFrame))
-					return len(buf)
-				}
-				if size > len(rest) {
-					c.need = int32(size) // size <= maxFrame <= mai.MaxInboundLimit
-				}
-			}
-			if len(rest) > maxFrame {
-				c.protocolError(fmt.Errorf("%w: partial frame of %d bytes, limit %d", mai.ErrFrameTooLarge, len(rest), maxFrame))
+		case n == 0: // need more bytes
+			if !c.partialFrame(rest) {
 				return len(buf)
 			}
-			break
-		}
-		if n < 0 || n > len(rest) {
-			c.protocolError(fmt.Errorf("codec consumed %d bytes of %d", n, len(rest)))
+			return off
+		case n < 0 || n > len(rest):
+			c.badCount(n, len(rest))
 			return len(buf)
 		}
 		off += n
@@ -213,15 +202,71 @@ func (c *conn[F]) decodeFrom(buf []byte) int {
 		if c.e.opts.IdleTimeout > 0 {
 			c.lastActivity.Store(c.e.wheel.CoarseNow())
 		}
-		if err := c.callFrame(frame); err != nil {
+		inFrame = true
+		err = c.e.h.OnFrame(c, frame)
+		inFrame = false
+		if err != nil {
 			c.fail(err)
 		}
 	}
 	return off
 }
 
+// decodePanicked is decodeFrom's deferred call. A panic in OnFrame fails
+// the connection as an error from OnFrame would (the frame was consumed:
+// *off stands); one in the codec is a protocol error, and the input is
+// dropped (*off becomes size). serial is held.
+func (c *conn[F]) decodePanicked(off *int, inFrame *bool, size int) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	err := c.panicked(r)
+	if *inFrame {
+		c.fail(err)
+		return
+	}
+	c.protocolError(fmt.Errorf("codec Decode: %w", err))
+	*off = size
+}
+
+// partialFrame checks the partial frame at the start of rest against the
+// frame size limit, and records its size when the codec can tell it. It
+// reports false if the connection was failed for it. serial is held.
+//
+//go:noinline
+func (c *conn[F]) partialFrame(rest []byte) bool {
+	maxFrame := c.e.opts.MaxFrameSize
+	if c.hasSizer {
+		size, err := c.frameSize(rest)
+		if err != nil {
+			c.protocolError(err)
+			return false
+		}
+		if size > maxFrame {
+			c.protocolError(fmt.Errorf("%w: frame of %d bytes, limit %d", mai.ErrFrameTooLarge, size, maxFrame))
+			return false
+		}
+		if size > len(rest) {
+			c.need = int32(size) // size <= maxFrame <= mai.MaxInboundLimit
+		}
+	}
+	if len(rest) > maxFrame {
+		c.protocolError(fmt.Errorf("%w: partial frame of %d bytes, limit %d", mai.ErrFrameTooLarge, len(rest), maxFrame))
+		return false
+	}
+	return true
+}
+
+//go:noinline
+func (c *conn[F]) badCount(n, size int) {
+	c.protocolError(fmt.Errorf("codec consumed %d bytes of %d", n, size))
+}
+
 // protocolError fails the connection for a decode error: nothing it
 // received is decoded again. serial is held.
+//
+//go:noinline
 func (c *conn[F]) protocolError(err error) {
 	c.poisoned = true
 	c.dropPending()
@@ -229,15 +274,6 @@ func (c *conn[F]) protocolError(err error) {
 		err = fmt.Errorf("%w: %w", mai.ErrProtocol, err)
 	}
 	c.fail(err)
-}
-
-func (c *conn[F]) decode(src []byte) (frame F, n int, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("codec Decode: %w", c.panicked(r))
-		}
-	}()
-	return c.codec.Decode(src)
 }
 
 func (c *conn[F]) frameSize(src []byte) (n int, err error) {

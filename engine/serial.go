@@ -194,6 +194,8 @@ func isFailure(err error) bool {
 
 // The call* methods run one Handler callback with panics recovered: a panic
 // becomes an error wrapping mai.ErrPanic that closes this connection only.
+// OnFrame and the codec's Decode, the per-frame calls, share one recover
+// in decodeFrom instead.
 
 func (c *conn[F]) panicked(r any) error {
 	c.e.log.Error("mai: panic in handler", "conn", c.id, "panic", r, "stack", string(debug.Stack()))
@@ -207,15 +209,6 @@ func (c *conn[F]) callReady() (err error) {
 		}
 	}()
 	return c.e.h.OnReady(c)
-}
-
-func (c *conn[F]) callFrame(f F) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = c.panicked(r)
-		}
-	}()
-	return c.e.h.OnFrame(c, f)
 }
 
 func (c *conn[F]) callTimeout(t mai.Timeout) (err error) {

@@ -14,10 +14,12 @@ import (
 // Send came from a callback (one write per batch of callbacks), or a
 // goroutine the Send starts otherwise.
 func (c *conn[F]) Send(frame F) error {
+	// The rare outcomes are in helpers of their own, kept out of line so
+	// that Send's frame stays small: it runs deep in the read path's stack.
 	c.outMu.Lock()
 	if c.state != stateOpen {
 		c.outMu.Unlock()
-		return fmt.Errorf("send to %v: %w", c.id, mai.ErrClosed)
+		return c.sendClosed()
 	}
 	high := c.e.opts.WriteBufferHighWater
 	queued := c.inflight
@@ -26,11 +28,7 @@ func (c *conn[F]) Send(frame F) error {
 	}
 	if queued >= high {
 		c.outMu.Unlock()
-		err := fmt.Errorf("send to %v: %w (%d bytes queued)", c.id, mai.ErrBackpressure, queued)
-		if c.e.opts.Backpressure == mai.BackpressureClose {
-			c.abortWith(err)
-		}
-		return err
+		return c.sendRefused(queued)
 	}
 	if c.out == nil {
 		c.out = c.e.pool.Get()
@@ -38,13 +36,7 @@ func (c *conn[F]) Send(frame F) error {
 	before := len(c.out.B)
 	b, err := c.encode(c.out.B, frame)
 	if err != nil {
-		c.out.B = c.out.B[:before]
-		if before == 0 && !c.flushing {
-			c.e.pool.Put(c.out)
-			c.out = nil
-		}
-		c.outMu.Unlock()
-		return fmt.Errorf("send to %v: %w: %w", c.id, mai.ErrEncode, err)
+		return c.encodeFailed(before, err)
 	}
 	c.out.B = b
 	c.framesOut++
@@ -61,10 +53,8 @@ func (c *conn[F]) Send(frame F) error {
 		}
 	}
 	c.outMu.Unlock()
-	if crossed {
-		if c.e.writability != nil {
-			c.post(event[F]{kind: evWritability})
-		}
+	if crossed && c.e.writability != nil {
+		c.postWritability()
 	}
 	if startFlush {
 		c.e.goFlush(c)
@@ -72,13 +62,55 @@ func (c *conn[F]) Send(frame F) error {
 	return nil
 }
 
+//go:noinline
+func (c *conn[F]) sendClosed() error {
+	return fmt.Errorf("send to %v: %w", c.id, mai.ErrClosed)
+}
+
+// sendRefused applies the backpressure policy to a Send over the high
+// water mark.
+//
+//go:noinline
+func (c *conn[F]) sendRefused(queued int) error {
+	err := fmt.Errorf("send to %v: %w (%d bytes queued)", c.id, mai.ErrBackpressure, queued)
+	if c.e.opts.Backpressure == mai.BackpressureClose {
+		c.abortWith(err)
+	}
+	return err
+}
+
+// encodeFailed undoes a failed encode (the queue is as it was before) and
+// releases outMu, which is held.
+//
+//go:noinline
+func (c *conn[F]) encodeFailed(before int, err error) error {
+	c.out.B = c.out.B[:before]
+	if before == 0 && !c.flushing {
+		c.e.pool.Put(c.out)
+		c.out = nil
+	}
+	c.outMu.Unlock()
+	return fmt.Errorf("send to %v: %w: %w", c.id, mai.ErrEncode, err)
+}
+
+//go:noinline
+func (c *conn[F]) postWritability() { c.post(event[F]{kind: evWritability}) }
+
+//go:noinline
+func (c *conn[F]) postResume() { c.post(event[F]{kind: evResume}) }
+
+// encode runs the codec's Encode with a panic recovered: it becomes an
+// error wrapping mai.ErrPanic, and b is then not to be used.
 func (c *conn[F]) encode(dst []byte, frame F) (b []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			b, err = dst, fmt.Errorf("codec Encode: %w", c.panicked(r))
-		}
-	}()
+	defer c.encodePanicked(&err)
 	return c.codec.Encode(dst, frame)
+}
+
+// encodePanicked is encode's deferred call (no closure: a smaller frame).
+func (c *conn[F]) encodePanicked(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("codec Encode: %w", c.panicked(r))
+	}
 }
 
 // flushOwed writes what callbacks queued during a run. Called by the runner
@@ -186,9 +218,9 @@ func (c *conn[F]) flushLocked(inline bool) {
 			c.outMu.Unlock()
 			// Tell the handler first, then decode what was held back.
 			if c.e.writability != nil {
-				c.post(event[F]{kind: evWritability})
+				c.postWritability()
 			}
-			c.post(event[F]{kind: evResume})
+			c.postResume()
 			c.outMu.Lock()
 		}
 	}
