@@ -48,7 +48,15 @@ func metrics() []metric {
 			ms = append(ms, loadMetric(s, "MB/s", false, func(r Run) float64 { return r.Load.MBPerSec }))
 		}
 		ms = append(ms,
-			loadMetric(s, "server CPU us/frame", true, func(r Run) float64 { return r.Load.ServerUsPerFrame }))
+			loadMetric(s, "server CPU us/frame", true, func(r Run) float64 { return r.Load.ServerUsPerFrame }),
+			// The machine's level moves server and client alike; their
+			// ratio in one run does not move with it (see README).
+			metric{s, "server/client CPU", true, func(r Run) (float64, bool) {
+				if r.Load == nil || r.Err != "" || r.Load.ClientCPUSec <= 0 {
+					return 0, false
+				}
+				return r.Load.ServerCPUSec / r.Load.ClientCPUSec, true
+			}})
 		if s != "s4" {
 			ms = append(ms, loadMetric(s, "kframes/s", false, func(r Run) float64 { return r.Load.FramesPerSec / 1e3 }))
 		}
@@ -194,7 +202,7 @@ func (rep *Report) failed() bool {
 func fmtNum(v float64) string {
 	a := math.Abs(v)
 	switch {
-	case a >= 100 || v == math.Trunc(v):
+	case a >= 100 || (v == math.Trunc(v) && a >= 2): // counts; a ratio of 1 keeps its decimals
 		return fmt.Sprintf("%.0f", v)
 	case a >= 10:
 		return fmt.Sprintf("%.1f", v)

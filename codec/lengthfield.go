@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 )
 
 // LengthFieldConfig describes a length-prefixed framing, in the manner of
@@ -328,7 +329,15 @@ func (c *LengthField) Encode(dst, frame []byte) ([]byte, error) {
 	// subtraction mod 2^64 is exact.
 	v := uint64(total) - uint64(c.k)
 	start := len(dst)
-	dst = append(dst, make([]byte, c.strip)...)
+	dst = slices.Grow(dst, total)[:start+c.strip]
+	// Zero only the header bytes the field does not cover (usually none):
+	// clearing the whole header is a runtime call, dearer than the rest.
+	if lead := min(c.offset, c.strip); lead > 0 {
+		clear(dst[start : start+lead])
+	}
+	if c.strip > c.end {
+		clear(dst[start+c.end : start+c.strip])
+	}
 	dst = append(dst, frame...)
 	c.putField(dst[start+c.offset:start+c.end], v)
 	return dst, nil

@@ -214,6 +214,13 @@ func testMatrixCase(t *testing.T, cfg codec.LengthFieldConfig) {
 		if err != nil || !bytes.Equal(enc, want) {
 			t.Fatalf("Encode(% x) = % x, %v; want % x", frame, enc, err, want)
 		}
+		// The same into a reused buffer whose spare capacity holds old
+		// bytes, after a frame already in it, as the engine's pool does.
+		dirty := bytes.Repeat([]byte{0xee}, 2*(total+8))
+		enc, err = c.Encode(dirty[:3], frame)
+		if err != nil || !bytes.Equal(enc[:3], []byte{0xee, 0xee, 0xee}) || !bytes.Equal(enc[3:], want) {
+			t.Fatalf("Encode into a used buffer = % x, %v; want ee ee ee % x", enc, err, want)
+		}
 		tested++
 	}
 	if tested < 3 {
