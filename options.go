@@ -160,13 +160,15 @@ func Apply(opts ...Option) (Options, error) {
 // Resolve settles the derived fields and validates the configuration.
 // codecMaxFrame is the codec's own largest encoded frame (codec.MaxSizer),
 // or 0 if unknown: it becomes MaxFrameSize when WithMaxFrameSize was not
-// given, so the engine's limit and the codec's never disagree; without
-// either, MaxFrameSize is DefaultMaxFrameSize.
+// given, so the engine's limit and the codec's never disagree (a codec
+// limit over MaxInboundLimit, such as an "unlimited" one, is lowered to
+// it: no frame larger can be buffered); without either, MaxFrameSize is
+// DefaultMaxFrameSize.
 func (o Options) Resolve(codecMaxFrame int) (Options, error) {
 	if o.MaxFrameSize == 0 {
 		o.MaxFrameSize = DefaultMaxFrameSize
 		if codecMaxFrame > 0 {
-			o.MaxFrameSize = codecMaxFrame
+			o.MaxFrameSize = min(codecMaxFrame, MaxInboundLimit)
 		}
 	}
 	if o.MaxInboundBytes == 0 && o.MaxFrameSize > 0 {
@@ -268,8 +270,8 @@ func WithMaxPooledBytes(n int) Option { return func(o *Options) { o.MaxPooledByt
 // that grows beyond it closes the connection with ErrFrameTooLarge. Default:
 // the codec's own limit when it implements codec.MaxSizer (every built-in
 // codec does, so their MaxLength is the one number to set), else 1 MiB.
-// At most MaxInboundLimit (1 GiB), whichever of the two sets it.
-// Servers and clients.
+// At most MaxInboundLimit (1 GiB): a larger WithMaxFrameSize is rejected,
+// a larger codec limit is lowered to it. Servers and clients.
 func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize = n } }
 
 // WithMaxInboundBytes bounds the input a connection may hold un-decoded or
@@ -277,7 +279,9 @@ func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize =
 // paused by backpressure); over it the connection closes with
 // ErrInboundLimit. Default MaxFrameSize + 64 KiB (at most
 // MaxInboundLimit); must be at least MaxFrameSize and at most
-// MaxInboundLimit (1 GiB). Servers and clients.
+// MaxInboundLimit (1 GiB). With frames within 64 KiB of the limit the
+// default leaves less than 64 KiB of room beyond a largest frame, for input
+// that arrives behind it while decoding is paused. Servers and clients.
 func WithMaxInboundBytes(n int) Option { return func(o *Options) { o.MaxInboundBytes = n } }
 
 // WithWriteBufferWaterMarks sets the outbound queue's low and high water

@@ -60,13 +60,11 @@ func (e *ProtocolEngine[F]) Do(id mai.ConnID, fn func(mai.Context[F])) error {
 	if err != nil {
 		return err
 	}
-	c.xmu.Lock()
-	done := c.mboxDone
-	c.xmu.Unlock()
-	if done {
+	// Queued and checked in one step: a close that slips in between
+	// cannot leave fn queued after OnClosed, never to run.
+	if !c.post(event[F]{kind: evDo, fn: fn}) {
 		return fmt.Errorf("do on %v: %w", id, mai.ErrClosed)
 	}
-	c.post(event[F]{kind: evDo, fn: fn})
 	return nil
 }
 

@@ -218,12 +218,12 @@ func TestDecodeError(t *testing.T) {
 	})
 }
 
-// panicky is a length-field codec that panics decoding a frame
-// "decode-panic" and encoding a frame "encode-panic".
-type panicky struct{ codec.Codec[[]byte] }
+// panicky is a length-field codec (a Sizer, as LengthField is) that panics
+// decoding a frame "decode-panic" and encoding a frame "encode-panic".
+type panicky struct{ *codec.LengthField }
 
 func (p panicky) Decode(src []byte) ([]byte, int, error) {
-	f, n, err := p.Codec.Decode(src)
+	f, n, err := p.LengthField.Decode(src)
 	if string(f) == "decode-panic" {
 		panic("boom in Decode")
 	}
@@ -234,15 +234,25 @@ func (p panicky) Encode(dst, f []byte) ([]byte, error) {
 	if string(f) == "encode-panic" {
 		panic("boom in Encode")
 	}
-	return p.Codec.Encode(dst, f)
+	return p.LengthField.Encode(dst, f)
 }
 
 // TestPanics: a panic in OnFrame or in the codec closes only its
 // connection, with an error wrapping mai.ErrPanic (and mai.ErrProtocol
 // for Decode, mai.ErrEncode for Encode); the frames before it in the same
 // read are delivered and their replies written; the process and the other
-// connections go on.
+// connections go on. "split" sends the panicking frame in two writes, the
+// second after the reply to the frame before it, so that it is decoded from
+// the pending buffer with its size known (Sizer).
 func TestPanics(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(map[bool]string{false: "whole", true: "split"}[split], func(t *testing.T) {
+			testPanics(t, split)
+		})
+	}
+}
+
+func testPanics(t *testing.T, split bool) {
 	for _, tc := range []struct {
 		name   string
 		frame  string
@@ -262,21 +272,33 @@ func TestPanics(t *testing.T) {
 					}
 					return c.Send(f)
 				}
-				inner := lengthField(t, 1<<10)
-				pc := func() codec.Codec[[]byte] { return panicky{inner()} }
+				lf, err := codec.NewLengthField(codec.LengthFieldConfig{Width: 4, Strip: 4, MaxLength: 1 << 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pc := func() codec.Codec[[]byte] { return panicky{lf} }
 				_, addr := server(t, r, pc, mai.WithTransport(tr))
 				good, bad := dial(t, addr), dial(t, addr)
 				recv(t, r.ready, "ready")
 				recv(t, r.ready, "ready")
 				in := append(frame([]byte("before")), frame([]byte(tc.frame))...)
 				in = append(in, frame([]byte("after"))...)
-				if _, err := bad.Write(in); err != nil {
+				cut := len(in)
+				if split {
+					cut = len(frame([]byte("before"))) + 6 // inside the panicking frame
+				}
+				if _, err := bad.Write(in[:cut]); err != nil {
 					t.Fatal(err)
 				}
-				id := recv(t, r.closed, "OnClosed of the panicking connection")
 				if got, err := readFrame(bad); err != nil || string(got) != "before" {
 					t.Fatalf("reply to the frame before the panic: %q %v", got, err)
 				}
+				if split {
+					if _, err := bad.Write(in[cut:]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				id := recv(t, r.closed, "OnClosed of the panicking connection")
 				expectClosedByPeer(t, bad)
 				errs := r.errorsOf(id)
 				if len(errs) != 1 {
@@ -613,14 +635,20 @@ func TestInvalidOptions(t *testing.T) {
 			}
 		})
 	}
-	// A codec whose own limit is over MaxInboundLimit needs a smaller
-	// WithMaxFrameSize; at the limit, the inbound bound is the limit.
-	if _, err := New(lengthField(t, mai.MaxInboundLimit), echo{}); !errors.Is(err, mai.ErrInvalidOption) {
-		t.Errorf("codec over the limit: %v", err)
-	}
-	if e, err := New(lengthField(t, mai.MaxInboundLimit), echo{}, mai.WithMaxFrameSize(1<<20)); err != nil {
-		t.Errorf("codec over the limit, smaller frame size: %v", err)
-	} else {
+	// A codec whose own limit is over MaxInboundLimit has it lowered to
+	// MaxInboundLimit; WithMaxFrameSize still sets a smaller one.
+	for _, tc := range []struct {
+		opts []mai.Option
+		want int
+	}{{nil, mai.MaxInboundLimit}, {[]mai.Option{mai.WithMaxFrameSize(1 << 20)}, 1 << 20}} {
+		e, err := New(lengthField(t, 2*mai.MaxInboundLimit), echo{}, tc.opts...)
+		if err != nil {
+			t.Errorf("codec over the limit: %v", err)
+			continue
+		}
+		if o := e.Options(); o.MaxFrameSize != tc.want || o.MaxInboundBytes > mai.MaxInboundLimit {
+			t.Errorf("codec over the limit: MaxFrameSize %d, MaxInboundBytes %d; want %d and at most %d", o.MaxFrameSize, o.MaxInboundBytes, tc.want, mai.MaxInboundLimit)
+		}
 		shutdown(t, e)
 	}
 	if o, err := mai.Build(mai.WithMaxFrameSize(mai.MaxInboundLimit)); err != nil || o.MaxInboundBytes != mai.MaxInboundLimit {

@@ -85,7 +85,10 @@ func (c *conn[F]) decodePending() {
 		c.pend, c.pendOff = nil, 0
 	case c.pendOff > 0 && int(c.pendOff) >= unread:
 		// Compact when the consumed prefix is at least as large as what
-		// remains: each byte moves O(1) times overall.
+		// remains: each byte moves O(1) times overall. This also keeps
+		// pendOff in 32 bits: after it, pendOff < unread <= MaxInboundBytes
+		// <= 2^30, so pendOff+off above stays under 2^31. Loosening the rule
+		// needs another bound.
 		n := copy(c.pend.B, c.pendBytes())
 		c.pend.B = c.pend.B[:n]
 		c.pendOff = 0

@@ -39,13 +39,15 @@ type event[F any] struct {
 // Events posted from other goroutines (timers, Do, writability) try to
 // become the runner; if serial is busy, the current runner will see them.
 
-// post queues ev and makes sure a runner will handle it. It never blocks on
-// serial and may be called from any goroutine, including a callback.
-func (c *conn[F]) post(ev event[F]) {
+// post queues ev and makes sure a runner will handle it, before OnClosed.
+// It reports false, dropping ev, if OnClosed is queued already. It never
+// blocks on serial and may be called from any goroutine, including a
+// callback, but not with outMu or xmu held.
+func (c *conn[F]) post(ev event[F]) bool {
 	c.xmu.Lock()
 	if c.mboxDone {
 		c.xmu.Unlock()
-		return
+		return false
 	}
 	if ev.kind == evClosed {
 		c.mboxDone = true
@@ -60,6 +62,7 @@ func (c *conn[F]) post(ev event[F]) {
 		c.setFlag(flRunning)
 		c.e.goRun(c)
 	}
+	return true
 }
 
 // mailWaiting reports whether events are queued.
