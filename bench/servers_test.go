@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/mai-go/mai/bench/internal/stats"
 )
 
 // TestServers checks every echo server on the framing cases the load
@@ -47,7 +49,7 @@ func TestServers(t *testing.T) {
 			var batch []byte
 			for i := range 200 {
 				p := make([]byte, i*7%300)
-				fillPattern(p, i)
+				stats.FillPattern(p, i)
 				want = append(want, p)
 				batch = appendFrame(batch, p)
 			}
@@ -57,8 +59,8 @@ func TestServers(t *testing.T) {
 			// Trickled: one frame a byte at a time, then the next frame
 			// sharing a write with the first one's last byte.
 			p1, p2 := make([]byte, 100), make([]byte, 50)
-			fillPattern(p1, 1)
-			fillPattern(p2, 2)
+			stats.FillPattern(p1, 1)
+			stats.FillPattern(p2, 2)
 			both := appendFrame(appendFrame(nil, p1), p2)
 			cut := 4 + len(p1) - 1
 			for i := range cut {
@@ -71,7 +73,7 @@ func TestServers(t *testing.T) {
 			// Large: a 1 MiB frame in uneven chunks, with a small frame
 			// after it.
 			big := make([]byte, 1<<20)
-			fillPattern(big, 3)
+			stats.FillPattern(big, 3)
 			frames := appendFrame(appendFrame(nil, big), p2)
 			go func() {
 				for rest := frames; len(rest) > 0; {
@@ -121,16 +123,5 @@ func readAll(t *testing.T, c net.Conn, want [][]byte) {
 		if !bytes.Equal(got, w) {
 			t.Fatalf("frame %d: payload differs", i)
 		}
-	}
-}
-
-// fillPattern fills b with bytes that depend on seed.
-func fillPattern(b []byte, seed int) {
-	x := uint32(seed)*2654435761 + 12345
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
 	}
 }

@@ -28,24 +28,16 @@ func rawWrite(fd uintptr, p []byte) (int, error) {
 // descriptors. They never wait, so they skip the scheduler's bookkeeping
 // for system calls that may block (RawSyscall), as netpoll does for its
 // own I/O.
-func nbWrite(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
+func nbWrite(fd int, p []byte) (int, error) { return nbIO(syscall.SYS_WRITE, fd, p) }
 
-func nbRead(fd int, p []byte) (int, error) {
+func nbRead(fd int, p []byte) (int, error) { return nbIO(syscall.SYS_READ, fd, p) }
+
+func nbIO(trap uintptr, fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, errno := syscall.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(len(p)))
 	if errno != 0 {
 		return 0, errno
 	}

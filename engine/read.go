@@ -172,6 +172,7 @@ func (c *conn[F]) markPartial(progress bool) {
 func (c *conn[F]) decodeFrom(buf []byte) (off int) {
 	inFrame := false
 	defer c.decodePanicked(&off, &inFrame, len(buf))
+	first := true
 	for off < len(buf) && !c.hasFlag(flClosing|flPaused) {
 		rest := buf[off:]
 		if c.need > 0 && len(rest) < int(c.need) {
@@ -199,11 +200,16 @@ func (c *conn[F]) decodeFrom(buf []byte) (off int) {
 		off += n
 		c.need = 0
 		c.framesIn.Add(1)
-		if !c.hasFlag(flGotFrame) {
-			c.setFlag(flGotFrame)
-		}
-		if c.e.opts.IdleTimeout > 0 {
-			c.lastActivity.Store(c.e.wheel.CoarseNow())
+		if first {
+			// Once per buffer, before its first OnFrame: its frames all
+			// arrived together, and the idle clock is coarse.
+			first = false
+			if !c.hasFlag(flGotFrame) {
+				c.setFlag(flGotFrame)
+			}
+			if c.e.opts.IdleTimeout > 0 {
+				c.lastActivity.Store(c.e.wheel.CoarseNow())
+			}
 		}
 		inFrame = true
 		err = c.e.h.OnFrame(c, frame)

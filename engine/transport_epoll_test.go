@@ -340,13 +340,7 @@ func TestEpollTransportWaitWritable(t *testing.T) {
 	c := f.tr.(*epConn)
 	for round := 0; round < 3; round++ {
 		n := epFillSocket(t, f.tr)
-		waited := make(chan error, 1)
-		go func() { waited <- f.tr.waitWritable() }()
-		eventually(t, "the writer to wait", func() bool {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.wantOut
-		})
+		waited := epWaitWritable(t, c)
 		select {
 		case err := <-waited:
 			t.Fatalf("waitWritable returned %v before the peer read", err)
@@ -360,13 +354,7 @@ func TestEpollTransportWaitWritable(t *testing.T) {
 		}
 	}
 	epFillSocket(t, f.tr)
-	waited := make(chan error, 1)
-	go func() { waited <- f.tr.waitWritable() }()
-	eventually(t, "the writer to wait", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.wantOut
-	})
+	waited := epWaitWritable(t, c)
 	f.tr.close()
 	if err := recv(t, waited, "waitWritable"); !errors.Is(err, mai.ErrClosed) {
 		t.Fatalf("waitWritable on close: %v, want ErrClosed", err)
@@ -403,13 +391,7 @@ func TestEpollTransportWaitBeforeRegister(t *testing.T) {
 	}
 	n := epFillSocket(t, b.tr)
 	bc := b.tr.(*epConn)
-	waited := make(chan error, 1)
-	go func() { waited <- b.tr.waitWritable() }()
-	eventually(t, "the writer to wait", func() bool {
-		bc.mu.Lock()
-		defer bc.mu.Unlock()
-		return bc.wantOut
-	})
+	waited := epWaitWritable(t, bc)
 	bc.mu.Lock()
 	registered := bc.registered
 	bc.mu.Unlock()
@@ -631,4 +613,18 @@ func TestEpollConnSize(t *testing.T) {
 	if size > 64 {
 		t.Errorf("epConn grew to %d bytes", size)
 	}
+}
+
+// epWaitWritable starts a waitWritable on c in a goroutine and returns its
+// result channel once the writer is waiting (c watches EPOLLOUT).
+func epWaitWritable(t *testing.T, c *epConn) <-chan error {
+	t.Helper()
+	waited := make(chan error, 1)
+	go func() { waited <- c.waitWritable() }()
+	eventually(t, "the writer to wait", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.wantOut
+	})
+	return waited
 }

@@ -155,7 +155,7 @@ func dialAll(addr string, n int) ([]*worker, error) {
 				return
 			}
 			w := &worker{id: i, c: c, base: make([]byte, *size)}
-			fillPattern(w.base, i)
+			stats.FillPattern(w.base, i)
 			ws[i] = w
 		}()
 	}
@@ -171,17 +171,6 @@ func dialAll(addr string, n int) ([]*worker, error) {
 	default:
 	}
 	return ws, nil
-}
-
-// fillPattern fills b with bytes that differ between connections.
-func fillPattern(b []byte, conn int) {
-	x := uint32(conn)*2654435761 + 12345
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
 }
 
 // putFrame writes the frame for sequence number seq into dst, which has

@@ -16,13 +16,18 @@ import (
 // /proc/stat. It is 100 on every Linux configuration Go supports.
 const ClockTicks = 100
 
+// procFile is the path of file in /proc for process pid (0: this process).
+func procFile(pid int, file string) string {
+	if pid > 0 {
+		return "/proc/" + strconv.Itoa(pid) + "/" + file
+	}
+	return "/proc/self/" + file
+}
+
 // ProcCPU returns the user+system CPU time of process pid (all its threads),
 // in clock ticks, from /proc/PID/stat. pid 0 means this process.
 func ProcCPU(pid int) (int64, error) {
-	path := "/proc/self/stat"
-	if pid > 0 {
-		path = "/proc/" + strconv.Itoa(pid) + "/stat"
-	}
+	path := procFile(pid, "stat")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -96,10 +101,7 @@ func SystemCPU() ([]CPUTimes, error) {
 
 // RSSKiB returns VmRSS of process pid (0: this process) in KiB.
 func RSSKiB(pid int) (int64, error) {
-	path := "/proc/self/status"
-	if pid > 0 {
-		path = "/proc/" + strconv.Itoa(pid) + "/status"
-	}
+	path := procFile(pid, "status")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err

@@ -235,20 +235,17 @@ func eqFold(b []byte, lower string) bool {
 	return true
 }
 
-func cmdDel(s *server, args []resp.Value) resp.Value {
-	n := int64(0)
-	for _, k := range args[1:] {
-		if s.store.Del(k.Str) {
-			n++
-		}
-	}
-	return resp.Int(n)
-}
+func cmdDel(s *server, args []resp.Value) resp.Value { return countKeys(args[1:], s.store.Del) }
 
 func cmdExists(s *server, args []resp.Value) resp.Value {
+	return countKeys(args[1:], s.store.Exists)
+}
+
+// countKeys replies with the number of keys for which f is true.
+func countKeys(keys []resp.Value, f func(key []byte) bool) resp.Value {
 	n := int64(0)
-	for _, k := range args[1:] {
-		if s.store.Exists(k.Str) {
+	for _, k := range keys {
+		if f(k.Str) {
 			n++
 		}
 	}

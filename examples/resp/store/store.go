@@ -36,6 +36,17 @@ func (e *entry) live(now int64) bool { return e.expireAt == 0 || now < e.expireA
 // the server's CPU at a million commands a second.
 func (s *Store) alive(e *entry) bool { return e.expireAt == 0 || s.now() < e.expireAt }
 
+// liveLocked returns key's entry if it is live, deleting it if it expired.
+// sh is key's shard, write-locked.
+func (s *Store) liveLocked(sh *shard, key []byte) (entry, bool) {
+	e, found := sh.m[string(key)]
+	if found && !s.alive(&e) {
+		delete(sh.m, string(key))
+		return entry{}, false
+	}
+	return e, found
+}
+
 type shard struct {
 	mu sync.RWMutex
 	m  map[string]entry
@@ -141,11 +152,7 @@ func (s *Store) Set(key, val []byte, o SetOptions) (stored bool, old []byte, had
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, found := sh.m[string(key)]
-	if found && !s.alive(&e) {
-		delete(sh.m, string(key))
-		found = false
-	}
+	e, found := s.liveLocked(sh, key)
 	if found {
 		old, hadOld = e.val, true
 	}
@@ -186,11 +193,7 @@ func (s *Store) IncrBy(key []byte, delta int64) (int64, error) {
 	sh := s.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, found := sh.m[string(key)]
-	if found && !s.alive(&e) {
-		delete(sh.m, string(key))
-		found = false
-	}
+	e, found := s.liveLocked(sh, key)
 	var cur int64
 	var exp int64
 	if found {
