@@ -369,9 +369,12 @@ func WithListenControl(fn func(network, address string, c syscall.RawConn) error
 // process-wide setting shared with every other netpoll user in the process,
 // which is why mai never changes it unless asked. Default 0: netpoll's own
 // configuration is left as it is (one poller per 20 CPUs, at least one).
-// How netpoll runs callbacks (its goroutine pool, or inline on the poller
-// with netpoll.DisableGopool) is likewise left to the application. Servers
-// and clients on the netpoll transport.
+// How netpoll runs callbacks (its goroutine pool, or a goroutine per event
+// with netpoll.DisableGopool) is likewise left to the application. Do not
+// give netpoll a Runner that calls the callback inline on the poller: with
+// netpoll v0.7.5 a connection closed during its callback then makes the
+// poller wait for itself, and every connection on it stops. Servers and
+// clients on the netpoll transport.
 func WithPollers(n int) Option { return func(o *Options) { o.Pollers = n } }
 
 // WithEventLoops sets the number of event loops of the epoll transport.

@@ -115,6 +115,7 @@ type LengthField struct {
 	end    int    // offset + width: header size
 	strip  int    // bytes dropped from each decoded frame
 	little bool   // little-endian field
+	be32   bool   // a 4-byte big-endian field, read and written without field's switch
 	k      int64  // total = v + k, exact
 	vMin   uint64 // smallest valid field value
 	vMax   uint64 // largest valid field value
@@ -152,6 +153,7 @@ func NewLengthField(cfg LengthFieldConfig) (*LengthField, error) {
 		end:    cfg.Offset + cfg.Width,
 		strip:  cfg.Strip,
 		little: cfg.LittleEndian,
+		be32:   cfg.Width == 4 && !cfg.LittleEndian,
 		lo:     max(cfg.Offset+cfg.Width, cfg.Strip),
 	}
 
@@ -264,7 +266,12 @@ func (c *LengthField) putField(b []byte, v uint64) {
 // (len(src) >= c.end), or -1 when the field's value is over the maximum and
 // -2 when it is under the minimum.
 func (c *LengthField) total(src []byte) (int, uint64) {
-	v := c.field(src[c.offset:c.end])
+	var v uint64
+	if c.be32 { // the common case, kept inline
+		v = uint64(binary.BigEndian.Uint32(src[c.offset:c.end]))
+	} else {
+		v = c.field(src[c.offset:c.end])
+	}
 	switch {
 	case v > c.vMax:
 		return -1, v
@@ -339,6 +346,10 @@ func (c *LengthField) Encode(dst, frame []byte) ([]byte, error) {
 		clear(dst[start+c.end : start+c.strip])
 	}
 	dst = append(dst, frame...)
-	c.putField(dst[start+c.offset:start+c.end], v)
+	if c.be32 {
+		binary.BigEndian.PutUint32(dst[start+c.offset:start+c.end], uint32(v))
+	} else {
+		c.putField(dst[start+c.offset:start+c.end], v)
+	}
 	return dst, nil
 }

@@ -13,7 +13,7 @@ import (
 // bytes are written by a single flusher per connection: the runner, when the
 // Send came from a callback (one write per batch of callbacks), or a
 // goroutine the Send starts otherwise.
-func (c *conn[F]) Send(frame F) error {
+func (c *conn[F]) Send(frame F) (err error) {
 	// The rare outcomes are in helpers of their own, kept out of line so
 	// that Send's frame stays small: it runs deep in the read path's stack.
 	c.outMu.Lock()
@@ -34,7 +34,17 @@ func (c *conn[F]) Send(frame F) error {
 		c.out = c.e.pool.Get()
 	}
 	before := len(c.out.B)
-	b, err := c.encode(c.out.B, frame)
+	// A panic in the codec's Encode becomes an error wrapping ErrPanic and
+	// ErrEncode, and the queue is left as it was. The deferred check costs
+	// a test of encoded when Encode returned, not a recover.
+	encoded := false
+	defer func() {
+		if !encoded {
+			err = c.encodeFailed(before, fmt.Errorf("codec Encode: %w", c.panicked(recover())))
+		}
+	}()
+	b, err := c.codec.Encode(c.out.B, frame)
+	encoded = true
 	if err != nil {
 		return c.encodeFailed(before, err)
 	}
@@ -98,20 +108,6 @@ func (c *conn[F]) postWritability() { c.post(event[F]{kind: evWritability}) }
 
 //go:noinline
 func (c *conn[F]) postResume() { c.post(event[F]{kind: evResume}) }
-
-// encode runs the codec's Encode with a panic recovered: it becomes an
-// error wrapping mai.ErrPanic, and b is then not to be used.
-func (c *conn[F]) encode(dst []byte, frame F) (b []byte, err error) {
-	defer c.encodePanicked(&err)
-	return c.codec.Encode(dst, frame)
-}
-
-// encodePanicked is encode's deferred call (no closure: a smaller frame).
-func (c *conn[F]) encodePanicked(err *error) {
-	if r := recover(); r != nil {
-		*err = fmt.Errorf("codec Encode: %w", c.panicked(r))
-	}
-}
 
 // flushOwed writes what callbacks queued during a run. Called by the runner
 // after it let go of serial, so no lock is held across the write. The write
