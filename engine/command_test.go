@@ -14,20 +14,8 @@ import (
 func TestCommands(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		r := newRecorder(t)
-		e, err := New(lengthField(t, 1<<10), r, mai.WithTransport(tr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr, err := e.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var clients []net.Conn
-		var ids []mai.ConnID
-		for i := 0; i < 3; i++ {
-			clients = append(clients, dial(t, addr.String()))
-			ids = append(ids, recv(t, r.ready, "ready").ID())
-		}
+		e, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr))
+		clients, ids := dialReady(t, r, addr, 3)
 		reply := make(chan Result, 1)
 
 		// Broadcast to all but the first connection.
@@ -88,7 +76,7 @@ func TestCommands(t *testing.T) {
 
 		// After the stop nothing reads the channel: a sender that selects
 		// on Done is never stuck, and Manage is refused.
-		nc, err := net.Dial("tcp", addr.String())
+		nc, err := net.Dial("tcp", addr)
 		if err == nil {
 			nc.Close()
 		}

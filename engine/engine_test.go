@@ -470,16 +470,9 @@ func TestNoLeaks(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		before := openFDs(t)
 		r := newRecorder(t)
-		e, err := New(lengthField(t, 1<<10), r, mai.WithTransport(tr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr, err := e.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		e, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr))
 		for i := 0; i < 20; i++ {
-			c, err := net.Dial("tcp", addr.String())
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}

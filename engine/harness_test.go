@@ -272,6 +272,19 @@ func shutdown(t testing.TB, e *ProtocolEngine[[]byte]) {
 	}
 }
 
+// dialReady dials n connections to addr, one at a time, waiting for each
+// one's OnReady on r; it returns the client ends and the IDs in dial order.
+func dialReady(t *testing.T, r *recorder, addr string, n int) ([]net.Conn, []mai.ConnID) {
+	t.Helper()
+	clients := make([]net.Conn, 0, n)
+	ids := make([]mai.ConnID, 0, n)
+	for range n {
+		clients = append(clients, dial(t, addr))
+		ids = append(ids, recv(t, r.ready, "ready").ID())
+	}
+	return clients, ids
+}
+
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, waitLimit)

@@ -250,12 +250,7 @@ func TestRegistryBroadcast(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		r := echoRecorder(t)
 		e, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr))
-		var clients []net.Conn
-		var ids []mai.ConnID
-		for i := 0; i < 4; i++ {
-			clients = append(clients, dial(t, addr))
-			ids = append(ids, recv(t, r.ready, "ready").ID())
-		}
+		clients, ids := dialReady(t, r, addr, 4)
 		if res := e.Broadcast([]byte("everyone"), nil); res != (BroadcastResult{Sent: 4}) {
 			t.Fatalf("Broadcast: %+v", res)
 		}

@@ -209,17 +209,10 @@ func TestEpollManageFallback(t *testing.T) {
 func TestEpollNoLeaks(t *testing.T) {
 	before := openFDs(t)
 	r := echoRecorder(t)
-	e, err := New(lengthField(t, 1<<10), r, epOpt, mai.WithEventLoops(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := e.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, addr := server(t, r, lengthField(t, 1<<10), epOpt, mai.WithEventLoops(3))
 	var keep []net.Conn
 	for i := 0; i < 300; i++ {
-		c, err := net.Dial("tcp", addr.String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
