@@ -121,6 +121,8 @@ type LengthField struct {
 	vMax   uint64 // largest valid field value
 	lo     int    // smallest valid total: max(end, strip)
 	maxLen int    // effective MaxLength: the largest frame Decode can deliver
+	minLen int    // the shortest frame Encode accepts: its total is at least lo and k
+	padded bool   // the Strip header bytes include some outside the field: Encode zeroes them
 }
 
 // maxHeaderBytes bounds Offset and Strip so that header arithmetic stays far
@@ -186,6 +188,9 @@ func NewLengthField(cfg LengthFieldConfig) (*LengthField, error) {
 	// The largest total is vMax+k <= Strip+MaxLength, computed mod 2^64
 	// where the exact result is in range.
 	c.maxLen = int(c.vMax+uint64(c.k)) - c.strip
+	// Likewise the smallest, vMin+k = max(lo, k) >= Strip.
+	c.minLen = int(c.vMin+uint64(c.k)) - c.strip
+	c.padded = c.offset > 0 && c.strip > 0 || c.strip > c.end
 	return c, nil
 }
 
@@ -322,34 +327,77 @@ func (c *LengthField) FrameSize(src []byte) int {
 // Encode implements Codec; see LengthField for what it writes. It does not
 // modify frame and is safe for concurrent use.
 func (c *LengthField) Encode(dst, frame []byte) ([]byte, error) {
-	if len(frame) > c.maxLen {
-		return dst, fmt.Errorf("%w: %d-byte frame, LengthField MaxLength is %d", ErrFrameTooLarge, len(frame), c.maxLen)
+	if len(frame) > c.maxLen || len(frame) < c.minLen {
+		return dst, c.frameSizeError(len(frame))
 	}
-	total := c.strip + len(frame) // <= Strip+MaxLength: no overflow
-	if total < c.lo {
-		return dst, fmt.Errorf("codec: %d-byte frame is shorter than the %d header bytes it must carry", len(frame), c.lo-c.strip)
-	}
-	if int64(total) < c.k {
-		return dst, fmt.Errorf("codec: %d-byte frame is too short for the length field: Adjustment needs at least %d bytes", len(frame), c.k-int64(c.strip))
-	}
-	// total >= k and total <= maxLen+strip, so vMin <= v <= vMax; the
+	// minLen <= len(frame) <= maxLen, so vMin <= v <= vMax; the
 	// subtraction mod 2^64 is exact.
-	v := uint64(total) - uint64(c.k)
+	v := uint64(c.strip+len(frame)) - uint64(c.k)
 	start := len(dst)
-	dst = slices.Grow(dst, total)[:start+c.strip]
-	// Zero only the header bytes the field does not cover (usually none):
-	// clearing the whole header is a runtime call, dearer than the rest.
-	if lead := min(c.offset, c.strip); lead > 0 {
-		clear(dst[start : start+lead])
-	}
-	if c.strip > c.end {
-		clear(dst[start+c.end : start+c.strip])
+	dst = slices.Grow(dst, c.strip+len(frame))[:start+c.strip]
+	if c.padded {
+		c.clearPadding(dst[start:])
 	}
 	dst = append(dst, frame...)
-	if c.be32 {
-		binary.BigEndian.PutUint32(dst[start+c.offset:start+c.end], uint32(v))
-	} else {
-		c.putField(dst[start+c.offset:start+c.end], v)
-	}
+	c.putFieldAt(dst[start:], v)
 	return dst, nil
+}
+
+// EncodeHeader implements HeaderEncoder: it appends the Strip header bytes
+// Encode writes and returns frame itself as the payload. When the length
+// field is not stripped (Strip < Offset+Width) it lies inside the frame's
+// bytes, so EncodeHeader appends the whole encoding, as Encode does, and
+// returns no payload. It does not modify frame and is safe for concurrent
+// use.
+func (c *LengthField) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
+	if c.end > c.strip {
+		b, err := c.Encode(dst, frame)
+		return b, nil, err
+	}
+	if len(frame) > c.maxLen || len(frame) < c.minLen {
+		return dst, nil, c.frameSizeError(len(frame))
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, c.strip)[:start+c.strip]
+	if c.padded {
+		c.clearPadding(dst[start:])
+	}
+	c.putFieldAt(dst[start:], uint64(c.strip+len(frame))-uint64(c.k))
+	return dst, frame, nil
+}
+
+// frameSizeError is Encode's error for an n-byte frame outside
+// [minLen, maxLen].
+//
+//go:noinline
+func (c *LengthField) frameSizeError(n int) error {
+	switch {
+	case n > c.maxLen:
+		return fmt.Errorf("%w: %d-byte frame, LengthField MaxLength is %d", ErrFrameTooLarge, n, c.maxLen)
+	case c.strip+n < c.lo:
+		return fmt.Errorf("codec: %d-byte frame is shorter than the %d header bytes it must carry", n, c.lo-c.strip)
+	}
+	return fmt.Errorf("codec: %d-byte frame is too short for the length field: Adjustment needs at least %d bytes", n, c.k-int64(c.strip))
+}
+
+// clearPadding zeroes the header bytes, starting at h[0], that the length
+// field does not cover. Only a header with such bytes needs it (usually
+// none has): clearing is a runtime call, dearer than the rest.
+//
+//go:noinline
+func (c *LengthField) clearPadding(h []byte) {
+	clear(h[:min(c.offset, c.strip)])
+	if c.strip > c.end {
+		clear(h[c.end:c.strip])
+	}
+}
+
+// putFieldAt stores v into the length field of the encoding that starts
+// at b[0].
+func (c *LengthField) putFieldAt(b []byte, v uint64) {
+	if c.be32 {
+		binary.BigEndian.PutUint32(b[c.offset:c.end], uint32(v))
+	} else {
+		c.putField(b[c.offset:c.end], v)
+	}
 }

@@ -49,9 +49,23 @@ func (c *Raw) Decode(src []byte) ([]byte, int, error) {
 // has room.
 func (c *Raw) Encode(dst, frame []byte) ([]byte, error) {
 	if len(frame) > c.max {
-		return dst, fmt.Errorf("%w: %d-byte frame, Raw MaxLength is %d", ErrFrameTooLarge, len(frame), c.max)
+		return dst, c.tooLarge(len(frame))
 	}
 	return append(dst, frame...), nil
+}
+
+// EncodeHeader implements HeaderEncoder: a Raw frame has no header, so it
+// returns dst unchanged and frame as the payload, or Encode's error.
+func (c *Raw) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
+	if len(frame) > c.max {
+		return dst, nil, c.tooLarge(len(frame))
+	}
+	return dst, frame, nil
+}
+
+//go:noinline
+func (c *Raw) tooLarge(n int) error {
+	return fmt.Errorf("%w: %d-byte frame, Raw MaxLength is %d", ErrFrameTooLarge, n, c.max)
 }
 
 // MaxFrameSize implements MaxSizer.

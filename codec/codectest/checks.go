@@ -123,6 +123,9 @@ func (s *suite[F]) roundTrip() error {
 		if err := s.decodeStream(s.samples[i:i+1], enc, false, whole(enc)); err != nil {
 			return fmt.Errorf("sample %d %s encoded as %s: %w", i, show(smp), show(enc), err)
 		}
+		if err := s.sameAsHeader(c, smp, enc); err != nil {
+			return fmt.Errorf("sample %d: %w", i, err)
+		}
 	}
 	return nil
 }
@@ -333,6 +336,9 @@ func (s *suite[F]) reencode(c codec.Codec[F], f F) ([]byte, error) {
 	b, err := s.encode(c, nil, f)
 	if err != nil {
 		return nil, fmt.Errorf("decoded frame %s does not encode: %w (use SkipReencode if that is intended)", show(f), err)
+	}
+	if err := s.sameAsHeader(c, f, b); err != nil {
+		return nil, err
 	}
 	if s.cfg.unframed {
 		return b, nil

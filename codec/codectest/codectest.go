@@ -249,6 +249,40 @@ func (s *suite[F]) encode(c codec.Codec[F], dst []byte, f F) (out []byte, err er
 	return c.Encode(dst, f)
 }
 
+// encodeHeader calls c's EncodeHeader (c implements codec.HeaderEncoder),
+// turning a panic into an error.
+func (s *suite[F]) encodeHeader(c codec.HeaderEncoder[F], dst []byte, f F) (hdr, payload []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("EncodeHeader(%s) panicked: %v\n%s", show(f), r, debug.Stack())
+		}
+	}()
+	return c.EncodeHeader(dst, f)
+}
+
+// sameAsHeader checks, when c is a codec.HeaderEncoder, that its header
+// and payload for f are enc, f's encoding by Encode, and that it appends
+// to dst as Encode does.
+func (s *suite[F]) sameAsHeader(c codec.Codec[F], f F, enc []byte) error {
+	he, ok := c.(codec.HeaderEncoder[F])
+	if !ok {
+		return nil
+	}
+	prefix := []byte{0xfe, 0xed}
+	hdr, payload, err := s.encodeHeader(he, append(make([]byte, 0, 8), prefix...), f)
+	switch {
+	case err != nil:
+		return fmt.Errorf("EncodeHeader(%s) failed where Encode did not: %w", show(f), err)
+	case len(hdr) < len(prefix) || !bytes.Equal(hdr[:len(prefix)], prefix):
+		return fmt.Errorf("EncodeHeader(%s) did not append to dst: dst was %s, result starts %s", show(f), show(prefix), show(hdr[:min(len(hdr), len(prefix))]))
+	}
+	got := append(bytes.Clone(hdr[len(prefix):]), payload...)
+	if !bytes.Equal(got, enc) {
+		return fmt.Errorf("EncodeHeader(%s) gave header %s and payload %s; Encode gave %s", show(f), show(hdr[len(prefix):]), show(payload), show(enc))
+	}
+	return nil
+}
+
 // encodeSamples encodes every sample with one codec, as a connection's
 // sender would: it returns the whole stream and each sample's encoding
 // (from a fresh codec).

@@ -165,6 +165,21 @@ func (c unstable) Encode(dst, frame []byte) ([]byte, error) {
 	return byteLen{}.Encode(dst, frame)
 }
 
+// badHeader's EncodeHeader disagrees with its Encode: it leaves the
+// length out of the header.
+type badHeader struct{ u32 }
+
+func (badHeader) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
+	return dst, frame, nil
+}
+
+// goodHeader splits u32's encoding as HeaderEncoder asks.
+type goodHeader struct{ u32 }
+
+func (goodHeader) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
+	return binary.BigEndian.AppendUint32(dst, uint32(len(frame))), frame, nil
+}
+
 func TestKitCatches(t *testing.T) {
 	oversize := codectest.Oversized([]byte("\x00\x10\x00\x00"))
 	tests := []struct {
@@ -196,6 +211,8 @@ func TestKitCatches(t *testing.T) {
 			[]string{"Oversized", "want ErrFrameTooLarge"}},
 		{"unstable", codectest.Check(func() codec.Codec[[]byte] { return unstable{calls: new(int)} }, samples),
 			[]string{"RoundTrip", "Encode gave"}},
+		{"badHeader", codectest.Check(codec.Share[[]byte](badHeader{}), samples),
+			[]string{"RoundTrip", "EncodeHeader", "Encode gave"}},
 		{"wrong Equal type", codectest.Check(codec.Share[[]byte](byteLen{}), samples, codectest.Equal(func(a, b string) bool { return a == b })),
 			[]string{"Equal was given a func(string, string) bool"}},
 		{"no samples", codectest.Check(codec.Share[[]byte](byteLen{}), nil),
@@ -228,8 +245,9 @@ func TestKitPasses(t *testing.T) {
 	if err := codectest.Check(codec.Share[[]byte](u32{}), samples, oversize, codectest.AllocLimit(1<<20)); err != nil {
 		t.Fatal(err)
 	}
-	// A Sizer that tells the truth.
+	// A Sizer that tells the truth, and a HeaderEncoder that does.
 	codectest.Run(t, codec.Share[[]byte](truthfulSizer{}), samples, oversize)
+	codectest.Run(t, codec.Share[[]byte](goodHeader{}), samples, oversize)
 	// hasty is fine as a codec without framing.
 	if err := codectest.Check(codec.Share[[]byte](rawish{}), samples, codectest.Unframed(), codectest.SkipReencode()); err != nil {
 		t.Fatal(err)
