@@ -90,26 +90,6 @@ type Sizer interface {
 	FrameSize(src []byte) int
 }
 
-// HeaderEncoder is implemented by a Codec whose encoding of a frame is a
-// header followed by bytes of the frame, unchanged: a length-prefixed
-// payload, or raw bytes with no header at all. The engine uses it to send a
-// large payload straight from the frame: when nothing else is queued on
-// the connection, Send writes the header and the payload with one vectored
-// write before it returns, and copies only what the socket did not take.
-//
-// EncodeHeader appends the frame's header to dst and returns the extended
-// buffer and the payload, the bytes that follow the header on the wire
-// (usually frame itself). The header followed by the payload must be
-// exactly what Encode would append, and an invalid frame must give the
-// error Encode gives. A codec that cannot split an encoding may append all
-// of it and return a nil payload. The payload is only read, and only until
-// the Send that called EncodeHeader returns. The engine calls EncodeHeader
-// in Encode's stead: never concurrently with Encode or with itself on one
-// Codec.
-type HeaderEncoder[F any] interface {
-	EncodeHeader(dst []byte, frame F) (header []byte, payload []byte, err error)
-}
-
 // MaxSizer is implemented by a Codec with a largest frame. MaxFrameSize
 // returns the largest encoded frame, header and delimiter included, that
 // Decode accepts, or 0 if it has no limit. The engine uses it as its own

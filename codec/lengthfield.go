@@ -343,12 +343,15 @@ func (c *LengthField) Encode(dst, frame []byte) ([]byte, error) {
 	return dst, nil
 }
 
-// EncodeHeader implements HeaderEncoder: it appends the Strip header bytes
-// Encode writes and returns frame itself as the payload. When the length
-// field is not stripped (Strip < Offset+Width) it lies inside the frame's
-// bytes, so EncodeHeader appends the whole encoding, as Encode does, and
-// returns no payload. It does not modify frame and is safe for concurrent
-// use.
+// EncodeHeader appends to dst the Strip header bytes that Encode writes
+// before the frame, and returns frame itself as the payload that follows
+// them: header and payload together are Encode's output, and an invalid
+// frame gives Encode's error. The engine uses it to write a large frame
+// straight from the caller's bytes, without copying it into the outbound
+// buffer. When the length field is not stripped (Strip < Offset+Width) it
+// lies inside the frame's bytes, so EncodeHeader appends the whole
+// encoding, as Encode does, and returns no payload. It does not modify
+// frame and is safe for concurrent use.
 func (c *LengthField) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
 	if c.end > c.strip {
 		b, err := c.Encode(dst, frame)

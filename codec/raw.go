@@ -54,8 +54,9 @@ func (c *Raw) Encode(dst, frame []byte) ([]byte, error) {
 	return append(dst, frame...), nil
 }
 
-// EncodeHeader implements HeaderEncoder: a Raw frame has no header, so it
-// returns dst unchanged and frame as the payload, or Encode's error.
+// EncodeHeader is Encode split into a header and a payload (see
+// LengthField.EncodeHeader): a Raw frame has no header, so it returns dst
+// unchanged and frame as the payload, or Encode's error.
 func (c *Raw) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
 	if len(frame) > c.max {
 		return dst, nil, c.tooLarge(len(frame))

@@ -82,8 +82,8 @@ type conn[F any] struct {
 
 	flags atomic.Uint32 // the fl* bits, read without a lock
 
-	origin   mai.Origin // fixed
-	hasSizer bool       // fixed: the codec is a codec.Sizer
+	origin mai.Origin // fixed
+	caps   uint8      // fixed: the cap* bits
 
 	finished     bool // serial: OnClosed ran; the connection is gone
 	errShown     bool // serial: OnError ran
@@ -117,6 +117,13 @@ const (
 	flClosing         // decoding stops once the connection is closing for any reason
 	flGotFrame        // a first frame arrived (handshake timeout)
 	flMail            // events wait in the mailbox (set and cleared under xmu)
+)
+
+// The bits of conn.caps: what the codec and the transport can do, fixed
+// before the connection is published.
+const (
+	capSizer  uint8 = 1 << iota // the codec is a codec.Sizer
+	capDirect                   // the codec is a directCodec and the transport a vectorWriter (see sendDirect)
 )
 
 func (c *conn[F]) hasFlag(f uint32) bool { return c.flags.Load()&f != 0 }

@@ -273,7 +273,9 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 		toldWritable: true,
 		readyDue:     true,
 	}
-	_, c.hasSizer = cd.(codec.Sizer)
+	if _, ok := cd.(codec.Sizer); ok {
+		c.caps |= capSizer
+	}
 	if src.nc == nil && src.ends.valid() {
 		c.ends = src.ends
 	} else {
@@ -320,6 +322,10 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	}
 	if !attached {
 		e.attachStd(c, src.nc)
+	}
+	// Before the connection is published: every Send comes after.
+	if _, isVW := c.tr.(vectorWriter); isVW && directCodec(cd) {
+		c.caps |= capDirect
 	}
 	// false: the connection closed already; its OnClosed is queued.
 	e.reg.publish(c.id, c)

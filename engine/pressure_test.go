@@ -207,8 +207,10 @@ func TestWaterMarks(t *testing.T) {
 		if err := ctx.Send(payload); !errors.Is(err, mai.ErrBackpressure) {
 			t.Errorf("Send over the high mark: %v, want ErrBackpressure", err)
 		}
-		if info := ctx.Info(); info.Writable || info.Queued < plugSize+4 || info.Queued > plugSize+4+frameLen {
-			t.Errorf("Info: writable %v with %d bytes queued, want false with the plug", info.Writable, info.Queued)
+		// Send writes a payload this large at once, so the socket's buffers
+		// may hold part of the plug: what it did not take is queued.
+		if info := ctx.Info(); info.Writable || info.Queued < highWater || info.Queued > plugSize+4+frameLen {
+			t.Errorf("Info: writable %v with %d bytes queued, want false with most of the plug (%d bytes) queued", info.Writable, info.Queued, plugSize+4)
 		}
 		if w.next(t, ctx.ID()) {
 			t.Fatal("OnWritabilityChanged(true) with the plug queued")

@@ -24,6 +24,44 @@ func rawWrite(fd uintptr, p []byte) (int, error) {
 	}
 }
 
+// rawWritev is rawWrite for h followed by p, with one writev(2).
+func rawWritev(fd uintptr, h, p []byte) (int, error) {
+	for {
+		n, err := nbWritev(int(fd), h, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, nil
+		case err != nil:
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+// nbWritev is writev(2) of h and p for a non-blocking descriptor (see
+// nbIO). An empty h or p is left out of the vector.
+func nbWritev(fd int, h, p []byte) (int, error) {
+	var iov [2]syscall.Iovec
+	k := 0
+	for _, b := range [2][]byte{h, p} {
+		if len(b) > 0 {
+			iov[k].Base = &b[0]
+			iov[k].SetLen(len(b))
+			k++
+		}
+	}
+	if k == 0 {
+		return 0, nil
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // nbWrite and nbRead are write(2) and read(2) for non-blocking
 // descriptors. They never wait, so they skip the scheduler's bookkeeping
 // for system calls that may block (RawSyscall), as netpoll does for its

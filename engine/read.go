@@ -246,7 +246,7 @@ func (c *conn[F]) decodePanicked(off *int, inFrame *bool, size int) {
 //go:noinline
 func (c *conn[F]) partialFrame(rest []byte) bool {
 	maxFrame := c.e.opts.MaxFrameSize
-	if c.hasSizer {
+	if c.caps&capSizer != 0 {
 		size, err := c.frameSize(rest)
 		if err != nil {
 			c.protocolError(err)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"syscall"
+
+	"github.com/mai-go/mai/codec"
 )
 
 // transport is the I/O layer under a connection. It delivers input by
@@ -27,6 +29,34 @@ type transport interface {
 	close()
 }
 
+// headerEncoder is a codec that splits its encoding of a frame into a
+// header and a payload that is the frame's own bytes, unchanged
+// (codec.LengthField.EncodeHeader): Send can then write a large payload
+// without copying it (see conn.sendDirect).
+type headerEncoder[F any] interface {
+	EncodeHeader(dst []byte, frame F) (header []byte, payload []byte, err error)
+}
+
+// directCodec reports whether Send may use cd's EncodeHeader. Only the
+// codec package's own types qualify, matched by their exact type: a
+// user's codec that embeds one of them and changes its Encode would
+// otherwise have the embedded EncodeHeader bypass its Encode.
+func directCodec[F any](cd codec.Codec[F]) bool {
+	switch any(cd).(type) {
+	case *codec.LengthField, *codec.Raw:
+		return true
+	}
+	return false
+}
+
+// vectorWriter is implemented by transports that can write two slices
+// with one system call. Send uses it to write a large payload straight
+// from the frame (see conn.sendDirect).
+type vectorWriter interface {
+	// writev is write for h followed by p.
+	writev(h, p []byte) (int, error)
+}
+
 // blockingWriter is implemented by transports that can only wait for the
 // socket by writing: flusher goroutines (never the runner) write the rest
 // of a batch with writeAll, which returns when all of p is written or the
@@ -44,7 +74,7 @@ type stdTransport struct {
 	// The non-blocking write's callback and its arguments, made once so
 	// that a write allocates nothing. Only the flush loop uses them.
 	writeFn func(fd uintptr) bool
-	wp      []byte
+	wh, wp  []byte // wh: writev's first slice, else nil
 	wn      int
 	werr    error
 }
@@ -65,6 +95,14 @@ func (t *stdTransport) write(p []byte) (int, error) {
 	return n, werr
 }
 
+// writev is write for h followed by p, with one system call.
+func (t *stdTransport) writev(h, p []byte) (int, error) {
+	t.wh = h
+	n, err := t.write(p)
+	t.wh = nil
+	return n, err
+}
+
 func (t *stdTransport) writeAll(p []byte) error {
 	_, err := t.nc.Write(p)
 	return err
@@ -83,7 +121,11 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
 			t.writeFn = func(fd uintptr) bool {
-				t.wn, t.werr = rawWrite(fd, t.wp)
+				if t.wh != nil {
+					t.wn, t.werr = rawWritev(fd, t.wh, t.wp)
+				} else {
+					t.wn, t.werr = rawWrite(fd, t.wp)
+				}
 				return true // never wait here
 			}
 		}

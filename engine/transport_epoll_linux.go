@@ -575,15 +575,25 @@ func (c *epConn) closedErrLocked() error {
 
 // write writes what the socket takes without waiting: a short count with a
 // nil error means the socket is full (see waitWritable).
-func (c *epConn) write(p []byte) (int, error) {
+func (c *epConn) write(p []byte) (int, error) { return c.writev(nil, p) }
+
+// writev is write for h followed by p: one writev(2) while h is not all
+// written, then write(2).
+func (c *epConn) writev(h, p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.closeReq.Load() {
 		return 0, c.closedErrLocked()
 	}
-	n := 0
-	for n < len(p) {
-		m, err := nbWrite(int(c.fd), p[n:])
+	n, total := 0, len(h)+len(p)
+	for n < total {
+		var m int
+		var err error
+		if n < len(h) {
+			m, err = nbWritev(int(c.fd), h[n:], p)
+		} else {
+			m, err = nbWrite(int(c.fd), p[n-len(h):])
+		}
 		if m > 0 {
 			n += m
 		}

@@ -43,6 +43,16 @@ func (t *npTransport) write(p []byte) (int, error) {
 	return rawWrite(uintptr(t.fd), p)
 }
 
+// writev is write for h followed by p.
+func (t *npTransport) writev(h, p []byte) (int, error) {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if t.fdGone {
+		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
+	}
+	return rawWritev(uintptr(t.fd), h, p)
+}
+
 // writeAll writes through netpoll's Writer: the bytes are copied or
 // referenced into its output buffer and Flush waits until they are sent.
 func (t *npTransport) writeAll(p []byte) error {

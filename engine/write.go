@@ -43,10 +43,27 @@ func (c *conn[F]) Send(frame F) (err error) {
 			err = c.encodeFailed(before, fmt.Errorf("codec Encode: %w", c.panicked(recover())))
 		}
 	}()
-	b, err := c.codec.Encode(c.out.B, frame)
-	encoded = true
-	if err != nil {
-		return c.encodeFailed(before, err)
+	var b []byte
+	if c.caps&capDirect != 0 && before == 0 && !c.flushing {
+		// Nothing is queued: a large payload can go out without a copy.
+		var payload []byte
+		b, payload, err = c.codec.(headerEncoder[F]).EncodeHeader(c.out.B, frame)
+		encoded = true
+		if err != nil {
+			return c.encodeFailed(before, err)
+		}
+		if len(payload) >= directWriteMin {
+			c.out.B = b
+			c.sendDirect(payload)
+			return nil
+		}
+		b = append(b, payload...)
+	} else {
+		b, err = c.codec.Encode(c.out.B, frame)
+		encoded = true
+		if err != nil {
+			return c.encodeFailed(before, err)
+		}
 	}
 	c.out.B = b
 	c.framesOut++
@@ -55,13 +72,7 @@ func (c *conn[F]) Send(frame F) (err error) {
 	if !c.flushing && (!c.hasFlag(flRunning) || queued >= high) {
 		c.flushing, startFlush = true, true
 	}
-	crossed := c.writable && queued >= high
-	if crossed {
-		c.writable = false
-		if !c.e.opts.NoReadPause {
-			c.setFlag(flPaused)
-		}
-	}
+	crossed := c.crossedHighLocked(queued)
 	c.outMu.Unlock()
 	if crossed && c.e.writability != nil {
 		c.postWritability()
@@ -70,6 +81,95 @@ func (c *conn[F]) Send(frame F) (err error) {
 		c.e.goFlush(c)
 	}
 	return nil
+}
+
+// crossedHighLocked reports whether queued bytes just reached the high
+// water mark, and if so marks the connection unwritable (and pauses its
+// reading, unless NoReadPause). outMu is held.
+func (c *conn[F]) crossedHighLocked(queued int) bool {
+	if !c.writable || queued < c.e.opts.WriteBufferHighWater {
+		return false
+	}
+	c.writable = false
+	if !c.e.opts.NoReadPause {
+		c.setFlag(flPaused)
+	}
+	return true
+}
+
+// directWriteMin is the smallest payload Send writes straight from the
+// frame (see sendDirect). Below it, copying the payload into the outbound
+// buffer, where frames queued together share one write, costs less than a
+// system call of its own.
+const directWriteMin = 32 << 10
+
+// sendDirect writes a frame, whose header Send encoded into c.out, and its
+// payload with one vectored write before Send returns, so the payload is
+// not copied when the socket takes it at once. outMu is held, c.out holds
+// only the header and no flusher runs: Send's goroutine is the flusher for
+// this write, as the runner is for an inline flush. Only what the socket
+// does not take is copied, for a flusher goroutine, since the payload is
+// the caller's again once Send returns. It returns with outMu released.
+func (c *conn[F]) sendDirect(payload []byte) {
+	hdr := c.out
+	c.out = nil
+	c.flushing = true
+	total := len(hdr.B) + len(payload)
+	c.inflight = total
+	c.framesOut++
+	c.outMu.Unlock()
+
+	n, err := c.tr.(vectorWriter).writev(hdr.B, payload)
+	if err != nil {
+		c.writeFailed(err)
+		return
+	}
+	if n == total {
+		c.e.pool.Put(hdr)
+		if c.e.opts.IdleTimeout > 0 {
+			c.lastActivity.Store(c.e.wheel.CoarseNow())
+		}
+		c.outMu.Lock()
+		c.inflight = 0
+		c.bytesOut += uint64(total)
+		// Write what other senders queued meanwhile, or end the turn.
+		c.flushLocked(true)
+		return
+	}
+	var written uint64
+	if n < len(hdr.B) {
+		hdr.B = append(hdr.B, payload...)
+	} else {
+		hdr.B = append(hdr.B[:0], payload[n-len(hdr.B):]...)
+		written, n = uint64(n), 0
+	}
+	c.outMu.Lock()
+	c.rest, c.restOff = hdr, n
+	c.inflight = len(hdr.B)
+	c.bytesOut += written
+	queued := c.inflight
+	if c.out != nil {
+		queued += len(c.out.B)
+	}
+	crossed := c.crossedHighLocked(queued)
+	c.outMu.Unlock()
+	if crossed && c.e.writability != nil {
+		c.postWritability()
+	}
+	c.startWriteClock()
+	c.e.spawn(func() { c.flushLoop(false) })
+}
+
+// writeFailed ends the flusher's turn after a failed write and aborts the
+// connection. outMu is not held. The transport may still refer to the
+// batch: it is left to the GC, not put back in the pool.
+func (c *conn[F]) writeFailed(err error) {
+	c.outMu.Lock()
+	c.flushing = false
+	c.inflight = 0
+	c.outMu.Unlock()
+	c.writeStart.Store(0)
+	c.abortWith(fmt.Errorf("mai: write to %v: %w", c.id, err))
 }
 
 //go:noinline
@@ -190,13 +290,7 @@ func (c *conn[F]) flushLocked(inline bool) {
 			}
 		}
 		if err != nil {
-			// The transport may still refer to buf: leave it to the GC.
-			c.outMu.Lock()
-			c.flushing = false
-			c.inflight = 0
-			c.outMu.Unlock()
-			c.writeStart.Store(0)
-			c.abortWith(fmt.Errorf("mai: write to %v: %w", c.id, err))
+			c.writeFailed(err)
 			return
 		}
 		if opts.IdleTimeout > 0 {

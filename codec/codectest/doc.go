@@ -14,8 +14,9 @@
 //
 //   - RoundTrip: each sample encodes (appending to a non-empty dst, the same
 //     bytes every time) and decodes back to itself, consuming every byte. A
-//     codec.HeaderEncoder's header and payload are Encode's bytes, here and
-//     wherever the kit re-encodes a decoded frame (the fuzz target too).
+//     codec with an EncodeHeader method (as codec.LengthField has) splits
+//     exactly Encode's bytes into its header and payload, here and wherever
+//     the kit re-encodes a decoded frame (the fuzz target too).
 //   - Coalesced: all samples encoded back to back in one buffer decode, in
 //     one read, to the samples in order.
 //   - EverySplit: that buffer, cut into two reads at every byte position,

@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"github.com/mai-go/mai"
+)
+
+// takeTransport is a vectorWriter whose socket takes at most limit bytes
+// of the first write or writev, then everything. It keeps a copy of what
+// it was given and remembers where each writev's payload lay.
+type takeTransport struct {
+	mu       sync.Mutex
+	limit    int
+	calls    int
+	got      []byte
+	payloads []*byte // writev's p, by address
+}
+
+func (f *takeTransport) take(bufs ...[]byte) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	n := 0
+	for _, b := range bufs {
+		k := len(b)
+		if f.calls == 1 {
+			k = min(k, f.limit-n)
+		}
+		f.got = append(f.got, b[:k]...)
+		n += k
+	}
+	return n
+}
+
+func (f *takeTransport) write(p []byte) (int, error) { return f.take(p), nil }
+
+func (f *takeTransport) writev(h, p []byte) (int, error) {
+	f.mu.Lock()
+	if len(p) > 0 {
+		f.payloads = append(f.payloads, &p[0])
+	}
+	f.mu.Unlock()
+	return f.take(h, p), nil
+}
+
+func (*takeTransport) waitWritable() error { return nil }
+func (*takeTransport) close()              {}
+
+// TestSendDirect sends a frame over directWriteMin from outside any
+// callback to a transport that takes all of it, or only part (none, part
+// of the header, the header, part of the payload), and then overwrites the
+// caller's bytes: the payload must have gone to writev as the caller's own
+// slice (no copy), and what the socket did not take must have been copied
+// before Send returned.
+func TestSendDirect(t *testing.T) {
+	const size = directWriteMin + 100
+	for _, tc := range []struct {
+		name  string
+		limit int
+	}{
+		{"all", 1 << 30},
+		{"none", 0},
+		{"part of the header", 2},
+		{"the header", 4},
+		{"part of the payload", 4 + 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(lengthField(t, 1<<20), echo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cd, err := makeCodec(e.newCodec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !directCodec(cd) {
+				t.Fatalf("%T is not a direct codec", cd)
+			}
+			tr := &takeTransport{limit: tc.limit}
+			c := &conn[[]byte]{e: e, codec: cd, tr: tr, writable: true, toldWritable: true, caps: capDirect}
+
+			payload := bytes.Repeat([]byte("mai!"), size/4)
+			want := frame(payload)
+			if err := c.Send(payload); err != nil {
+				t.Fatal(err)
+			}
+			for i := range payload {
+				payload[i] = 'X' // the caller's bytes are its own again
+			}
+			shutdown(t, e) // waits for the flusher goroutine, if any
+			if !bytes.Equal(tr.got, want) {
+				t.Errorf("the socket got %d bytes %.12q..., want the %d of the frame as sent", len(tr.got), tr.got, len(want))
+			}
+			if len(tr.payloads) != 1 || tr.payloads[0] != unsafe.SliceData(payload) {
+				t.Errorf("writev saw payloads at %v, want the caller's slice %p once", tr.payloads, unsafe.SliceData(payload))
+			}
+			info := c.Info()
+			if info.FramesOut != 1 || info.BytesOut != uint64(len(want)) || info.Queued != 0 {
+				t.Errorf("Info: %d frames, %d bytes out, %d queued; want 1, %d, 0", info.FramesOut, info.BytesOut, info.Queued, len(want))
+			}
+		})
+	}
+}
+
+// TestSendDirectSmallOrQueued checks that Send copies a payload under
+// directWriteMin, and any payload while other bytes are queued, so they
+// keep their order behind what is queued.
+func TestSendDirectSmallOrQueued(t *testing.T) {
+	e, err := New(lengthField(t, 1<<20), echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, e)
+	cd, err := makeCodec(e.newCodec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &takeTransport{limit: 1 << 30}
+	c := &conn[[]byte]{e: e, codec: cd, tr: tr, writable: true, toldWritable: true, caps: capDirect}
+	// A runner's batch: Sends queue, the runner flushes once at the end.
+	c.serial.Lock()
+	c.setFlag(flRunning)
+	small := bytes.Repeat([]byte{'s'}, directWriteMin-1)
+	large := bytes.Repeat([]byte{'L'}, directWriteMin)
+	for _, p := range [][]byte{small, large} {
+		if err := c.Send(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.release()
+	if len(tr.payloads) != 0 {
+		t.Errorf("writev called %d times, want none: the first frame is small, the second queued behind it", len(tr.payloads))
+	}
+	if want := append(frame(small), frame(large)...); !bytes.Equal(tr.got, want) {
+		t.Errorf("the socket got %d bytes, want the %d of both frames in order", len(tr.got), len(want))
+	}
+}
+
+// TestDirectWriteEcho echoes large frames (written straight from the input
+// by Send in OnFrame, including frames rebuilt from several reads) between
+// small ones, over every transport.
+func TestDirectWriteEcho(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		_, addr := server(t, echo{}, lengthField(t, 1<<20), mai.WithTransport(tr))
+		c := dial(t, addr)
+		var in []byte
+		var payloads [][]byte
+		for i, size := range []int{1, 300 << 10, 5, directWriteMin, directWriteMin - 1, 64 << 10, 0} {
+			p := bytes.Repeat([]byte{byte('a' + i)}, size)
+			payloads = append(payloads, p)
+			in = append(in, frame(p)...)
+		}
+		werr := make(chan error, 1)
+		go func() { _, err := c.Write(in); werr <- err }()
+		br := bufio.NewReader(c)
+		for i, want := range payloads {
+			got, err := readFrame(br)
+			if err != nil {
+				t.Fatalf("frame %d: %v", i, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("frame %d: %d bytes %.8q..., want %d of %q", i, len(got), got, len(want), want[:min(1, len(want))])
+			}
+		}
+		if err := recv(t, werr, "the client's write"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestDirectWriteSocketFull sends a frame far larger than the kernel
+// buffers from outside a callback to a client that does not read yet:
+// Send writes what the socket takes and queues a copy of the rest, so
+// the caller may reuse its bytes at once; the queue counts against the
+// high mark until the client reads.
+func TestDirectWriteSocketFull(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		w := &writRecorder{recorder: newRecorder(t), writ: make(chan writEvent, 16)}
+		_, addr := server(t, w, lengthField(t, 2<<20), mai.WithTransport(tr),
+			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithListenControl(sockBufs(0, serverSnd)))
+		c := dialBufs(t, addr, clientRcv, 0)
+		ctx := recv(t, w.ready, "ready")
+
+		plug := bytes.Repeat([]byte("plug"), plugSize/4)
+		if err := ctx.Send(plug); err != nil {
+			t.Fatal(err)
+		}
+		for i := range plug {
+			plug[i] = 'X'
+		}
+		if err := ctx.Send([]byte("refused")); !errors.Is(err, mai.ErrBackpressure) {
+			t.Errorf("Send with the rest of the plug queued: %v, want ErrBackpressure", err)
+		}
+		if info := ctx.Info(); info.Writable || info.Queued < highWater {
+			t.Errorf("Info: writable %v with %d bytes queued, want false with the rest of the plug", info.Writable, info.Queued)
+		}
+		if w.next(t, ctx.ID()) {
+			t.Fatal("OnWritabilityChanged(true) with the rest of the plug queued")
+		}
+
+		br := bufio.NewReaderSize(c, 64<<10)
+		got, err := readFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.Repeat([]byte("plug"), plugSize/4); !bytes.Equal(got, want) {
+			t.Fatalf("got %d bytes with %d changed, want the plug as it was sent", len(got), len(got)-bytes.Count(got, []byte("plug"))*4)
+		}
+		if !w.next(t, ctx.ID()) {
+			t.Fatal("OnWritabilityChanged(false) twice in a row")
+		}
+		if info := ctx.Info(); info.FramesOut != 1 || info.BytesOut != plugSize+4 {
+			t.Errorf("Info: %d frames, %d bytes out; want 1, %d", info.FramesOut, info.BytesOut, plugSize+4)
+		}
+		if err := ctx.Send([]byte("after")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := readFrame(br); err != nil || string(got) != "after" {
+			t.Fatalf("after the plug: %q %v", got, err)
+		}
+	})
+}
