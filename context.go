@@ -149,6 +149,13 @@ type Context[F any] interface {
 	// connection is closing, ErrBackpressure when the outbound queue is over
 	// its high water mark (with BackpressureReject), or an error wrapping
 	// ErrEncode. The frame is not used after Send returns.
+	//
+	// Large frames of the built-in codec.LengthField and codec.Raw skip the
+	// copy into the queue: when nothing is queued and the payload is at
+	// least 256 KiB, Send writes the header and the payload itself with one
+	// non-blocking vectored write, and copies only what the socket did not
+	// take. A codec that embeds one of them does not get this: its Encode
+	// is always called.
 	Send(frame F) error
 
 	// Close writes what is queued, then closes the connection. It does not

@@ -112,7 +112,7 @@ func TestSendDirect(t *testing.T) {
 // directWriteMin, and any payload while other bytes are queued, so they
 // keep their order behind what is queued.
 func TestSendDirectSmallOrQueued(t *testing.T) {
-	e, err := New(lengthField(t, 1<<20), echo{})
+	e, err := New(lengthField(t, 1<<20), echo{}, mai.WithWriteBufferWaterMarks(4*directWriteMin, 8*directWriteMin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -273,9 +273,6 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 		toldWritable: true,
 		readyDue:     true,
 	}
-	if _, ok := cd.(codec.Sizer); ok {
-		c.caps |= capSizer
-	}
 	if src.nc == nil && src.ends.valid() {
 		c.ends = src.ends
 	} else {
@@ -323,10 +320,8 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	if !attached {
 		e.attachStd(c, src.nc)
 	}
-	// Before the connection is published: every Send comes after.
-	if _, isVW := c.tr.(vectorWriter); isVW && directCodec(cd) {
-		c.caps |= capDirect
-	}
+	// Before the connection is published: every Send and input comes after.
+	c.caps = capsOf(cd, c.tr)
 	// false: the connection closed already; its OnClosed is queued.
 	e.reg.publish(c.id, c)
 	e.accepted.Add(1)
@@ -344,6 +339,18 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	default:
 	}
 	return id, nil
+}
+
+// capsOf returns the cap* bits of a connection with codec cd over tr.
+func capsOf[F any](cd codec.Codec[F], tr transport) uint8 {
+	var caps uint8
+	if _, ok := cd.(codec.Sizer); ok {
+		caps |= capSizer
+	}
+	if _, ok := tr.(vectorWriter); ok && directCodec(cd) {
+		caps |= capDirect
+	}
+	return caps
 }
 
 // starter is a transport that starts delivering input only when told, and

@@ -11,8 +11,12 @@ import (
 type discard struct{ n int }
 
 func (d *discard) write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
-func (*discard) waitWritable() error           { return nil }
-func (*discard) close()                        {}
+func (d *discard) writev(h, p []byte) (int, error) {
+	d.n += len(h) + len(p)
+	return len(h) + len(p), nil
+}
+func (*discard) waitWritable() error { return nil }
+func (*discard) close()              {}
 
 // BenchmarkFramePath measures mai's own work per echoed frame, with no
 // socket and no scheduler in the way: bytes handed to the read path are
@@ -43,7 +47,7 @@ func BenchmarkFramePath(b *testing.B) {
 				b.Fatal(err)
 			}
 			d := &discard{}
-			c := &conn[[]byte]{e: e, codec: cd, tr: d, writable: true, toldWritable: true}
+			c := &conn[[]byte]{e: e, codec: cd, tr: d, writable: true, toldWritable: true, caps: capsOf(cd, d)}
 			b.ReportAllocs()
 			for b.Loop() {
 				c.input(in)
