@@ -9,22 +9,10 @@ import (
 
 // rawWrite writes p to a non-blocking descriptor once: a full socket gives
 // a short count and no error.
-func rawWrite(fd uintptr, p []byte) (int, error) {
-	for {
-		n, err := nbWrite(int(fd), p)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return 0, nil
-		case err != nil:
-			return 0, err
-		}
-		return n, nil
-	}
-}
+func rawWrite(fd uintptr, p []byte) (int, error) { return rawWritev(fd, nil, p) }
 
-// rawWritev is rawWrite for h followed by p, with one writev(2).
+// rawWritev is rawWrite for h followed by p, with one writev(2) (write(2)
+// when h is empty).
 func rawWritev(fd uintptr, h, p []byte) (int, error) {
 	for {
 		n, err := nbWritev(int(fd), h, p)
@@ -41,8 +29,12 @@ func rawWritev(fd uintptr, h, p []byte) (int, error) {
 }
 
 // nbWritev is writev(2) of h and p for a non-blocking descriptor (see
-// nbIO). An empty h or p is left out of the vector.
+// nbIO), or write(2) of p when h is empty. An empty p is left out of the
+// vector.
 func nbWritev(fd int, h, p []byte) (int, error) {
+	if len(h) == 0 {
+		return nbWrite(fd, p)
+	}
 	var iov [2]syscall.Iovec
 	k := 0
 	for _, b := range [2][]byte{h, p} {
