@@ -269,10 +269,7 @@ func (c *conn[F]) Writable() bool {
 // Info implements mai.Context.
 func (c *conn[F]) Info() mai.ConnInfo {
 	c.outMu.Lock()
-	queued := c.inflight
-	if c.out != nil {
-		queued += len(c.out.B)
-	}
+	queued := c.queuedLocked()
 	writable := c.writable && c.state == stateOpen
 	bytesOut, framesOut := c.bytesOut, c.framesOut
 	c.outMu.Unlock()

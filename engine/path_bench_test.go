@@ -18,6 +18,17 @@ func (d *discard) writev(h, p []byte) (int, error) {
 func (*discard) waitWritable() error { return nil }
 func (*discard) close()              {}
 
+// bareConn is a connection of e over tr with no socket, registry or
+// runner: tests and benchmarks drive its read and write paths directly.
+func bareConn(tb testing.TB, e *ProtocolEngine[[]byte], tr transport) *conn[[]byte] {
+	tb.Helper()
+	cd, err := makeCodec(e.newCodec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &conn[[]byte]{e: e, codec: cd, tr: tr, writable: true, toldWritable: true, caps: capsOf(cd, tr)}
+}
+
 // BenchmarkFramePath measures mai's own work per echoed frame, with no
 // socket and no scheduler in the way: bytes handed to the read path are
 // decoded, delivered to OnFrame, re-encoded by Send and written to a
@@ -42,12 +53,8 @@ func BenchmarkFramePath(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer shutdown(b, e)
-			cd, err := makeCodec(e.newCodec)
-			if err != nil {
-				b.Fatal(err)
-			}
 			d := &discard{}
-			c := &conn[[]byte]{e: e, codec: cd, tr: d, writable: true, toldWritable: true, caps: capsOf(cd, d)}
+			c := bareConn(b, e, d)
 			b.ReportAllocs()
 			for b.Loop() {
 				c.input(in)

@@ -678,3 +678,56 @@ func TestSlowlorisShed(t *testing.T) {
 		eventually(t, "the stalled connections to leave", func() bool { return e.Len() == 1 })
 	})
 }
+
+// TestDirectWriteSocketFull sends a frame far larger than the kernel
+// buffers from outside a callback to a client that does not read yet:
+// Send writes what the socket takes and queues a copy of the rest, so
+// the caller may reuse its bytes at once; the queue counts against the
+// high mark until the client reads.
+func TestDirectWriteSocketFull(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		w := &writRecorder{recorder: newRecorder(t), writ: make(chan writEvent, 16)}
+		_, addr := server(t, w, lengthField(t, 2<<20), mai.WithTransport(tr),
+			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithListenControl(sockBufs(0, serverSnd)))
+		c := dialBufs(t, addr, clientRcv, 0)
+		ctx := recv(t, w.ready, "ready")
+
+		plug := bytes.Repeat([]byte("plug"), plugSize/4)
+		if err := ctx.Send(plug); err != nil {
+			t.Fatal(err)
+		}
+		for i := range plug {
+			plug[i] = 'X'
+		}
+		if err := ctx.Send([]byte("refused")); !errors.Is(err, mai.ErrBackpressure) {
+			t.Errorf("Send with the rest of the plug queued: %v, want ErrBackpressure", err)
+		}
+		if info := ctx.Info(); info.Writable || info.Queued < highWater {
+			t.Errorf("Info: writable %v with %d bytes queued, want false with the rest of the plug", info.Writable, info.Queued)
+		}
+		if w.next(t, ctx.ID()) {
+			t.Fatal("OnWritabilityChanged(true) with the rest of the plug queued")
+		}
+
+		br := bufio.NewReaderSize(c, 64<<10)
+		got, err := readFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.Repeat([]byte("plug"), plugSize/4); !bytes.Equal(got, want) {
+			t.Fatalf("got %d bytes with %d changed, want the plug as it was sent", len(got), len(got)-bytes.Count(got, []byte("plug"))*4)
+		}
+		if !w.next(t, ctx.ID()) {
+			t.Fatal("OnWritabilityChanged(false) twice in a row")
+		}
+		if info := ctx.Info(); info.FramesOut != 1 || info.BytesOut != plugSize+4 {
+			t.Errorf("Info: %d frames, %d bytes out; want 1, %d", info.FramesOut, info.BytesOut, plugSize+4)
+		}
+		if err := ctx.Send([]byte("after")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := readFrame(br); err != nil || string(got) != "after" {
+			t.Fatalf("after the plug: %q %v", got, err)
+		}
+	})
+}

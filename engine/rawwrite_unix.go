@@ -29,23 +29,18 @@ func rawWritev(fd uintptr, h, p []byte) (int, error) {
 }
 
 // nbWritev is writev(2) of h and p for a non-blocking descriptor (see
-// nbIO), or write(2) of p when h is empty. An empty p is left out of the
-// vector.
+// nbIO), or write(2) of p when h is empty.
 func nbWritev(fd int, h, p []byte) (int, error) {
 	if len(h) == 0 {
 		return nbWrite(fd, p)
 	}
-	var iov [2]syscall.Iovec
-	k := 0
-	for _, b := range [2][]byte{h, p} {
-		if len(b) > 0 {
-			iov[k].Base = &b[0]
-			iov[k].SetLen(len(b))
-			k++
-		}
-	}
-	if k == 0 {
-		return 0, nil
+	iov := [2]syscall.Iovec{{Base: &h[0]}}
+	iov[0].SetLen(len(h))
+	k := 1
+	if len(p) > 0 {
+		iov[1].Base = &p[0]
+		iov[1].SetLen(len(p))
+		k = 2
 	}
 	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
 	if errno != 0 {

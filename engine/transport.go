@@ -74,7 +74,7 @@ type stdTransport struct {
 	// The non-blocking write's callback and its arguments, made once so
 	// that a write allocates nothing. Only the flush loop uses them.
 	writeFn func(fd uintptr) bool
-	wh, wp  []byte // wh: writev's first slice, else nil
+	wh, wp  []byte // wh: writev's first slice, else empty
 	wn      int
 	werr    error
 }
@@ -121,11 +121,7 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
 			t.writeFn = func(fd uintptr) bool {
-				if t.wh != nil {
-					t.wn, t.werr = rawWritev(fd, t.wh, t.wp)
-				} else {
-					t.wn, t.werr = rawWrite(fd, t.wp)
-				}
+				t.wn, t.werr = rawWritev(fd, t.wh, t.wp)
 				return true // never wait here
 			}
 		}

@@ -577,7 +577,7 @@ func (c *epConn) closedErrLocked() error {
 // nil error means the socket is full (see waitWritable).
 func (c *epConn) write(p []byte) (int, error) { return c.writev(nil, p) }
 
-// writev is write for h followed by p: one writev(2) while h is not all
+// writev is write for h followed by p: writev(2) while h is not all
 // written, then write(2).
 func (c *epConn) writev(h, p []byte) (int, error) {
 	c.mu.Lock()
@@ -587,13 +587,8 @@ func (c *epConn) writev(h, p []byte) (int, error) {
 	}
 	n, total := 0, len(h)+len(p)
 	for n < total {
-		var m int
-		var err error
-		if n < len(h) {
-			m, err = nbWritev(int(c.fd), h[n:], p)
-		} else {
-			m, err = nbWrite(int(c.fd), p[n-len(h):])
-		}
+		hn := min(n, len(h))
+		m, err := nbWritev(int(c.fd), h[hn:], p[n-hn:])
 		if m > 0 {
 			n += m
 		}

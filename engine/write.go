@@ -25,10 +25,7 @@ func (c *conn[F]) Send(frame F) (err error) {
 		return c.sendClosed()
 	}
 	high := c.e.opts.WriteBufferHighWater
-	queued := c.inflight
-	if c.out != nil {
-		queued += len(c.out.B)
-	}
+	queued := c.queuedLocked()
 	if queued >= high {
 		c.outMu.Unlock()
 		return c.sendRefused(queued)
@@ -108,11 +105,11 @@ func directLen[F any](frame *F) int { return len(*(*[]byte)(unsafe.Pointer(frame
 // directWriteMin is the smallest payload Send writes straight from the
 // frame (see sendDirect). A frame this large has a read event to itself,
 // so the queue would write it alone anyway: the direct write only saves
-// the copy (at 256 KiB: server CPU 131 -> 109 us per frame, medians of 3,
-// 4 streaming connections). Smaller frames are better copied: at 64 KiB,
-// two or three of them share one write from the queue, and writing each
-// alone cost more kernel time than the copy saved (27.3 against 25.5 us
-// per frame, medians of 5).
+// the copy (at 256 KiB: server CPU 140 -> 111 us per frame). Smaller
+// frames are better copied: at 64 KiB, two or three of them share one
+// write from the queue, and writing each alone cost more kernel time than
+// the copy saved (27.8 against 25.9 us per frame). The figures and their
+// command are in the README's table of costs.
 const directWriteMin = 256 << 10
 
 // sendDirect writes a frame, whose header Send encoded into c.out, and its
@@ -132,44 +129,76 @@ func (c *conn[F]) sendDirect(payload []byte) {
 	c.outMu.Unlock()
 
 	n, err := c.tr.(vectorWriter).writev(hdr.B, payload)
-	if err != nil {
+	switch {
+	case err != nil:
 		c.writeFailed(err)
-		return
-	}
-	if n == total {
-		c.e.pool.Put(hdr)
-		if c.e.opts.IdleTimeout > 0 {
-			c.lastActivity.Store(c.e.wheel.CoarseNow())
-		}
-		c.outMu.Lock()
-		c.inflight = 0
-		c.bytesOut += uint64(total)
+	case n == total:
+		c.batchWritten(hdr, total)
 		// Write what other senders queued meanwhile, or end the turn.
 		c.flushLocked(true)
-		return
-	}
-	var written uint64
-	if n < len(hdr.B) {
+	case n < len(hdr.B):
 		hdr.B = append(hdr.B, payload...)
-	} else {
+		c.handOff(hdr, n, 0)
+	default:
 		hdr.B = append(hdr.B[:0], payload[n-len(hdr.B):]...)
-		written, n = uint64(n), 0
+		c.handOff(hdr, 0, n)
 	}
-	c.outMu.Lock()
-	c.rest, c.restOff = hdr, n
-	c.inflight = len(hdr.B)
-	c.bytesOut += written
+}
+
+// queuedLocked returns the outbound bytes not yet written: the batch in
+// flight and the queue. outMu is held.
+func (c *conn[F]) queuedLocked() int {
 	queued := c.inflight
 	if c.out != nil {
 		queued += len(c.out.B)
 	}
-	crossed := c.crossedHighLocked(queued)
+	return queued
+}
+
+// handOff gives a batch the socket did not take at once to a new flusher
+// goroutine, with the write clock running: the runner, or a Send, never
+// waits for the socket. off is how much of buf.B is written; written
+// counts bytes that went out and are no longer in buf.B. The caller owns
+// the flush loop; outMu is not held.
+func (c *conn[F]) handOff(buf *bufpool.Buffer, off, written int) {
+	c.outMu.Lock()
+	c.rest, c.restOff = buf, off
+	c.inflight = len(buf.B)
+	c.bytesOut += uint64(written)
+	crossed := c.crossedHighLocked(c.queuedLocked())
 	c.outMu.Unlock()
 	if crossed && c.e.writability != nil {
 		c.postWritability()
 	}
 	c.startWriteClock()
 	c.e.spawn(func() { c.flushLoop(false) })
+}
+
+// batchWritten settles a batch the transport took whole: its written
+// bytes are counted (a direct write's payload with its header), buf goes
+// back to the pool, and a queue drained to the low mark makes the
+// connection writable again. It returns with outMu held, for the
+// flusher's next round.
+func (c *conn[F]) batchWritten(buf *bufpool.Buffer, written int) {
+	opts := &c.e.opts
+	if opts.IdleTimeout > 0 {
+		c.lastActivity.Store(c.e.wheel.CoarseNow())
+	}
+	c.e.pool.Put(buf)
+	c.outMu.Lock()
+	c.inflight = 0
+	c.bytesOut += uint64(written)
+	if !c.writable && (c.out == nil || len(c.out.B) <= opts.WriteBufferLowWater) {
+		c.writable = true
+		c.clearFlag(flPaused)
+		c.outMu.Unlock()
+		// Tell the handler first, then decode what was held back.
+		if c.e.writability != nil {
+			c.postWritability()
+		}
+		c.postResume()
+		c.outMu.Lock()
+	}
 }
 
 // writeFailed ends the flusher's turn after a failed write and aborts the
@@ -252,7 +281,6 @@ func (c *conn[F]) flushLoop(inline bool) {
 // wait for the socket: a short write hands the rest (c.rest) to a new
 // flusher goroutine.
 func (c *conn[F]) flushLocked(inline bool) {
-	opts := &c.e.opts
 	for {
 		buf, off, closeNow := c.nextBatchLocked()
 		c.outMu.Unlock()
@@ -281,11 +309,7 @@ func (c *conn[F]) flushLocked(inline bool) {
 			n, err = c.tr.write(buf.B[off:])
 			off += n
 			if err == nil && off < len(buf.B) {
-				c.outMu.Lock()
-				c.rest, c.restOff = buf, off
-				c.outMu.Unlock()
-				c.startWriteClock()
-				c.e.spawn(func() { c.flushLoop(false) })
+				c.handOff(buf, off, 0)
 				return
 			}
 		case blocking:
@@ -305,26 +329,7 @@ func (c *conn[F]) flushLocked(inline bool) {
 			c.writeFailed(err)
 			return
 		}
-		if opts.IdleTimeout > 0 {
-			c.lastActivity.Store(c.e.wheel.CoarseNow())
-		}
-		written := len(buf.B)
-		c.e.pool.Put(buf)
-
-		c.outMu.Lock()
-		c.inflight = 0
-		c.bytesOut += uint64(written)
-		if !c.writable && (c.out == nil || len(c.out.B) <= opts.WriteBufferLowWater) {
-			c.writable = true
-			c.clearFlag(flPaused)
-			c.outMu.Unlock()
-			// Tell the handler first, then decode what was held back.
-			if c.e.writability != nil {
-				c.postWritability()
-			}
-			c.postResume()
-			c.outMu.Lock()
-		}
+		c.batchWritten(buf, len(buf.B))
 	}
 }
 
