@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"sync"
 	"testing"
 	"unsafe"
@@ -163,4 +164,46 @@ func TestDirectWriteEcho(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// failTransport is a vectorWriter whose socket is gone.
+type failTransport struct{ takeTransport }
+
+var errGone = errors.New("peer gone")
+
+func (*failTransport) writev(h, p []byte) (int, error) { return 0, errGone }
+
+// TestSendDirectBadInput: a large frame over the codec's limit is refused
+// before anything is written or queued, and a direct write that fails
+// aborts the connection with the transport's error.
+func TestSendDirectBadInput(t *testing.T) {
+	e, err := New(lengthField(t, directWriteMin), echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, e)
+
+	tr := &takeTransport{limit: 1 << 30}
+	c := bareConn(t, e, tr)
+	err = c.Send(make([]byte, directWriteMin+1))
+	if !errors.Is(err, mai.ErrEncode) || !errors.Is(err, mai.ErrFrameTooLarge) {
+		t.Errorf("Send over MaxLength: %v, want ErrEncode and ErrFrameTooLarge", err)
+	}
+	if info := c.Info(); tr.calls != 0 || info.Queued != 0 || info.FramesOut != 0 {
+		t.Errorf("after the refused frame: %d writes, %d bytes queued, %d frames out; want none", tr.calls, info.Queued, info.FramesOut)
+	}
+
+	gone := bareConn(t, e, &failTransport{})
+	if err := gone.Send(make([]byte, directWriteMin)); err != nil {
+		t.Fatalf("Send: %v (the write fails after the frame was accepted)", err)
+	}
+	gone.outMu.Lock()
+	state, cause, flushing := gone.state, gone.cause, gone.flushing
+	gone.outMu.Unlock()
+	if state == stateOpen || !errors.Is(cause, errGone) || flushing {
+		t.Errorf("after the failed write: state %v, cause %v, flushing %v; want closing with the transport's error, no flusher", state, cause, flushing)
+	}
+	if err := gone.Send([]byte("later")); !errors.Is(err, mai.ErrClosed) {
+		t.Errorf("Send after the failed write: %v, want ErrClosed", err)
+	}
 }
