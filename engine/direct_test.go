@@ -40,13 +40,17 @@ func (f *takeTransport) take(bufs ...[]byte) int {
 
 func (f *takeTransport) write(p []byte) (int, error) { return f.take(p), nil }
 
-func (f *takeTransport) writev(h, p []byte) (int, error) {
+func (f *takeTransport) writeBatch(b []byte, lent []seg) (int, error) {
 	f.mu.Lock()
-	if len(p) > 0 {
-		f.payloads = append(f.payloads, &p[0])
+	for _, s := range lent {
+		f.payloads = append(f.payloads, &s.b[0])
 	}
 	f.mu.Unlock()
-	return f.take(h, p), nil
+	bufs := make([][]byte, 0, 2*len(lent)+1)
+	for i := range 2*len(lent) + 1 {
+		bufs = append(bufs, piece(b, lent, i))
+	}
+	return f.take(bufs...), nil
 }
 
 func (*takeTransport) waitWritable() error { return nil }
@@ -171,7 +175,7 @@ type failTransport struct{ takeTransport }
 
 var errGone = errors.New("peer gone")
 
-func (*failTransport) writev(h, p []byte) (int, error) { return 0, errGone }
+func (*failTransport) writeBatch([]byte, []seg) (int, error) { return 0, errGone }
 
 // TestSendDirectBadInput: a large frame over the codec's limit is refused
 // before anything is written or queued, and a direct write that fails

@@ -31,8 +31,8 @@ type transport interface {
 
 // headerEncoder is a codec that splits its encoding of a frame into a
 // header and a payload that is the frame's own bytes, unchanged
-// (codec.LengthField.EncodeHeader): Send can then write a large payload
-// without copying it (see conn.sendDirect).
+// (codec.LengthField.EncodeHeader): Send can then queue a large payload
+// without copying it (see lend.go).
 type headerEncoder[F any] interface {
 	EncodeHeader(dst []byte, frame F) (header []byte, payload []byte, err error)
 }
@@ -49,12 +49,11 @@ func directCodec[F any](cd codec.Codec[F]) bool {
 	return false
 }
 
-// vectorWriter is implemented by transports that can write two slices
-// with one system call. Send uses it to write a large payload straight
-// from the frame (see conn.sendDirect).
+// vectorWriter is implemented by transports that can write a batch with
+// lent payloads (see lend.go) with one system call.
 type vectorWriter interface {
-	// writev is write for h followed by p.
-	writev(h, p []byte) (int, error)
+	// writeBatch is write for the batch b with lent inserted.
+	writeBatch(b []byte, lent []seg) (int, error)
 }
 
 // blockingWriter is implemented by transports that can only wait for the
@@ -74,7 +73,8 @@ type stdTransport struct {
 	// The non-blocking write's callback and its arguments, made once so
 	// that a write allocates nothing. Only the flush loop uses them.
 	writeFn func(fd uintptr) bool
-	wh, wp  []byte // wh: writev's first slice, else empty
+	wp      []byte
+	wlent   []seg // writeBatch's lent payloads, else nil
 	wn      int
 	werr    error
 }
@@ -95,11 +95,12 @@ func (t *stdTransport) write(p []byte) (int, error) {
 	return n, werr
 }
 
-// writev is write for h followed by p, with one system call.
-func (t *stdTransport) writev(h, p []byte) (int, error) {
-	t.wh = h
-	n, err := t.write(p)
-	t.wh = nil
+// writeBatch is write for the batch b with lent inserted, with one
+// system call.
+func (t *stdTransport) writeBatch(b []byte, lent []seg) (int, error) {
+	t.wlent = lent
+	n, err := t.write(b)
+	t.wlent = nil
 	return n, err
 }
 
@@ -121,7 +122,7 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
 			t.writeFn = func(fd uintptr) bool {
-				t.wn, t.werr = rawWritev(fd, t.wh, t.wp)
+				t.wn, t.werr = rawWriteBatch(fd, t.wp, t.wlent)
 				return true // never wait here
 			}
 		}

@@ -34,23 +34,16 @@ type npTransport struct {
 	fdGone bool
 }
 
-func (t *npTransport) write(p []byte) (int, error) {
-	t.fdMu.RLock()
-	defer t.fdMu.RUnlock()
-	if t.fdGone {
-		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
-	}
-	return rawWrite(uintptr(t.fd), p)
-}
+func (t *npTransport) write(p []byte) (int, error) { return t.writeBatch(p, nil) }
 
-// writev is write for h followed by p.
-func (t *npTransport) writev(h, p []byte) (int, error) {
+// writeBatch is write for the batch b with lent inserted.
+func (t *npTransport) writeBatch(b []byte, lent []seg) (int, error) {
 	t.fdMu.RLock()
 	defer t.fdMu.RUnlock()
 	if t.fdGone {
 		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
 	}
-	return rawWritev(uintptr(t.fd), h, p)
+	return rawWriteBatch(uintptr(t.fd), b, lent)
 }
 
 // writeAll writes through netpoll's Writer: the bytes are copied or
