@@ -40,17 +40,13 @@ func (f *takeTransport) take(bufs ...[]byte) int {
 
 func (f *takeTransport) write(p []byte) (int, error) { return f.take(p), nil }
 
-func (f *takeTransport) writeBatch(b []byte, lent []seg) (int, error) {
+func (f *takeTransport) writev(h, p []byte) (int, error) {
 	f.mu.Lock()
-	for _, s := range lent {
-		f.payloads = append(f.payloads, &s.b[0])
+	if len(p) > 0 {
+		f.payloads = append(f.payloads, &p[0])
 	}
 	f.mu.Unlock()
-	bufs := make([][]byte, 0, 2*len(lent)+1)
-	for i := range 2*len(lent) + 1 {
-		bufs = append(bufs, piece(b, lent, i))
-	}
-	return f.take(bufs...), nil
+	return f.take(h, p), nil
 }
 
 func (*takeTransport) waitWritable() error { return nil }
@@ -175,7 +171,7 @@ type failTransport struct{ takeTransport }
 
 var errGone = errors.New("peer gone")
 
-func (*failTransport) writeBatch([]byte, []seg) (int, error) { return 0, errGone }
+func (*failTransport) writev(h, p []byte) (int, error) { return 0, errGone }
 
 // TestSendDirectBadInput: a large frame over the codec's limit is refused
 // before anything is written or queued, and a direct write that fails

@@ -11,10 +11,9 @@ import (
 type discard struct{ n int }
 
 func (d *discard) write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
-func (d *discard) writeBatch(b []byte, lent []seg) (int, error) {
-	n := batchLen(b, lent)
-	d.n += n
-	return n, nil
+func (d *discard) writev(h, p []byte) (int, error) {
+	d.n += len(h) + len(p)
+	return len(h) + len(p), nil
 }
 func (*discard) waitWritable() error { return nil }
 func (*discard) close()              {}

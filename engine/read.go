@@ -57,16 +57,7 @@ func (c *conn[F]) consume(data []byte) {
 		c.appendPending(data)
 		return
 	}
-	// Large payloads decoded from data may be queued in place (lend.go):
-	// data stays valid until the runner's flush at the end of the run.
-	lend := c.caps&capDirect != 0 && len(data) >= lendMin
-	if lend {
-		c.lendInput(data)
-	}
 	off := c.decodeFrom(data)
-	if lend {
-		c.lendInput(nil)
-	}
 	if c.poisoned || c.hasFlag(flClosing) {
 		return
 	}

@@ -31,8 +31,8 @@ type transport interface {
 
 // headerEncoder is a codec that splits its encoding of a frame into a
 // header and a payload that is the frame's own bytes, unchanged
-// (codec.LengthField.EncodeHeader): Send can then queue a large payload
-// without copying it (see lend.go).
+// (codec.LengthField.EncodeHeader): Send can then write a large payload
+// without copying it (see conn.sendDirect).
 type headerEncoder[F any] interface {
 	EncodeHeader(dst []byte, frame F) (header []byte, payload []byte, err error)
 }
@@ -49,11 +49,12 @@ func directCodec[F any](cd codec.Codec[F]) bool {
 	return false
 }
 
-// vectorWriter is implemented by transports that can write a batch with
-// lent payloads (see lend.go) with one system call.
+// vectorWriter is implemented by transports that can write two slices
+// with one system call. Send uses it to write a large payload straight
+// from the frame (see conn.sendDirect).
 type vectorWriter interface {
-	// writeBatch is write for the batch b with lent inserted.
-	writeBatch(b []byte, lent []seg) (int, error)
+	// writev is write for h followed by p.
+	writev(h, p []byte) (int, error)
 }
 
 // blockingWriter is implemented by transports that can only wait for the
@@ -73,8 +74,7 @@ type stdTransport struct {
 	// The non-blocking write's callback and its arguments, made once so
 	// that a write allocates nothing. Only the flush loop uses them.
 	writeFn func(fd uintptr) bool
-	wp      []byte
-	wlent   []seg // writeBatch's lent payloads, else nil
+	wh, wp  []byte // wh: writev's first slice, else empty
 	wn      int
 	werr    error
 }
@@ -95,12 +95,11 @@ func (t *stdTransport) write(p []byte) (int, error) {
 	return n, werr
 }
 
-// writeBatch is write for the batch b with lent inserted, with one
-// system call.
-func (t *stdTransport) writeBatch(b []byte, lent []seg) (int, error) {
-	t.wlent = lent
-	n, err := t.write(b)
-	t.wlent = nil
+// writev is write for h followed by p, with one system call.
+func (t *stdTransport) writev(h, p []byte) (int, error) {
+	t.wh = h
+	n, err := t.write(p)
+	t.wh = nil
 	return n, err
 }
 
@@ -122,7 +121,7 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
 			t.writeFn = func(fd uintptr) bool {
-				t.wn, t.werr = rawWriteBatch(fd, t.wp, t.wlent)
+				t.wn, t.werr = rawWritev(fd, t.wh, t.wp)
 				return true // never wait here
 			}
 		}

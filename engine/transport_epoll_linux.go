@@ -575,23 +575,36 @@ func (c *epConn) closedErrLocked() error {
 
 // write writes what the socket takes without waiting: a short count with a
 // nil error means the socket is full (see waitWritable).
-func (c *epConn) write(p []byte) (int, error) { return c.writeBatch(p, nil) }
+func (c *epConn) write(p []byte) (int, error) { return c.writev(nil, p) }
 
-// writeBatch is write for the batch b with lent inserted. It writes until
-// the socket reports EAGAIN, which the edge-triggered poller needs to have
-// seen before it reports the socket writable again.
-func (c *epConn) writeBatch(b []byte, lent []seg) (int, error) {
+// writev is write for h followed by p: writev(2) while h is not all
+// written, then write(2).
+func (c *epConn) writev(h, p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.closeReq.Load() {
 		return 0, c.closedErrLocked()
 	}
-	n, err := nbWriteBatch(int(c.fd), b, lent, true)
-	switch err {
-	case nil, unix.EAGAIN:
-		return n, nil
+	n, total := 0, len(h)+len(p)
+	for n < total {
+		hn := min(n, len(h))
+		m, err := nbWritev(int(c.fd), h[hn:], p[n-hn:])
+		if m > 0 {
+			n += m
+		}
+		switch err {
+		case nil:
+			if m <= 0 {
+				return n, nil
+			}
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return n, nil
+		default:
+			return n, os.NewSyscallError("write", err)
+		}
 	}
-	return n, os.NewSyscallError("write", err)
+	return n, nil
 }
 
 // waitWritable waits until the socket can take bytes again, or the

@@ -34,16 +34,23 @@ type npTransport struct {
 	fdGone bool
 }
 
-func (t *npTransport) write(p []byte) (int, error) { return t.writeBatch(p, nil) }
-
-// writeBatch is write for the batch b with lent inserted.
-func (t *npTransport) writeBatch(b []byte, lent []seg) (int, error) {
+func (t *npTransport) write(p []byte) (int, error) {
 	t.fdMu.RLock()
 	defer t.fdMu.RUnlock()
 	if t.fdGone {
 		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
 	}
-	return rawWriteBatch(uintptr(t.fd), b, lent)
+	return rawWrite(uintptr(t.fd), p)
+}
+
+// writev is write for h followed by p.
+func (t *npTransport) writev(h, p []byte) (int, error) {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if t.fdGone {
+		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
+	}
+	return rawWritev(uintptr(t.fd), h, p)
 }
 
 // writeAll writes through netpoll's Writer: the bytes are copied or

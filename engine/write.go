@@ -13,10 +13,9 @@ import (
 // frames never interleave and each sender's frames keep their order). The
 // bytes are written by a single flusher per connection: the runner, when the
 // Send came from a callback (one write per batch of callbacks), or a
-// goroutine the Send starts otherwise. A large payload of a built-in codec
-// is not copied when it can be written from where it is (see lend.go):
-// from the runner's input, by the runner's flush, or at once by Send when
-// nothing is queued.
+// goroutine the Send starts otherwise. The exception is a large payload of
+// a built-in codec with nothing queued: Send writes it at once, as the
+// flusher (sendDirect).
 func (c *conn[F]) Send(frame F) (err error) {
 	// The rare outcomes are in helpers of their own, kept out of line so
 	// that Send's frame stays small: it runs deep in the read path's stack.
@@ -44,41 +43,33 @@ func (c *conn[F]) Send(frame F) (err error) {
 			err = c.encodeFailed(before, fmt.Errorf("codec Encode: %w", c.panicked(recover())))
 		}
 	}()
-	if c.caps&capDirect != 0 && directLen(&frame) >= lendMin {
+	var b []byte
+	if c.caps&capDirect != 0 && before == 0 && !c.flushing && directLen(&frame) >= directWriteMin {
+		// Nothing is queued: a large payload can go out without a copy.
 		var payload []byte
-		c.out.B, payload, err = c.codec.(headerEncoder[F]).EncodeHeader(c.out.B, frame)
+		b, payload, err = c.codec.(headerEncoder[F]).EncodeHeader(c.out.B, frame)
 		encoded = true
 		if err != nil {
 			return c.encodeFailed(before, err)
 		}
-		lend := c.lendableLocked(payload)
-		if !lend && queued == 0 && !c.flushing && len(payload) >= directWriteMin {
-			// Nothing is queued: write the frame now, as the flusher.
-			c.pushLent(payload)
-			c.framesOut++
-			c.flushing = true
-			c.flushLocked(true)
+		if len(payload) >= directWriteMin {
+			c.out.B = b
+			c.sendDirect(payload)
 			return nil
 		}
-		if lend {
-			c.pushLent(payload)
-		} else {
-			c.out.B = append(c.out.B, payload...)
-		}
+		b = append(b, payload...)
 	} else {
-		var b []byte
 		b, err = c.codec.Encode(c.out.B, frame)
 		encoded = true
 		if err != nil {
 			return c.encodeFailed(before, err)
 		}
-		c.out.B = b
 	}
+	c.out.B = b
 	c.framesOut++
-	queued = c.queuedLocked()
+	queued = c.inflight + len(b)
 	startFlush := false
 	if !c.flushing && (!c.hasFlag(flRunning) || queued >= high) {
-		c.ownLentLocked() // the flusher goroutine may outlive the input
 		c.flushing, startFlush = true, true
 	}
 	crossed := c.crossedHighLocked(queued)
@@ -111,8 +102,8 @@ func (c *conn[F]) crossedHighLocked(queued int) bool {
 // implement codec.Codec[[]byte] only, so F is []byte.
 func directLen[F any](frame *F) int { return len(*(*[]byte)(unsafe.Pointer(frame))) }
 
-// directWriteMin is the smallest payload Send writes at once, straight
-// from the frame, when nothing is queued (see lend.go). A frame this large has a read event to itself,
+// directWriteMin is the smallest payload Send writes straight from the
+// frame (see sendDirect). A frame this large has a read event to itself,
 // so the queue would write it alone anyway: the direct write only saves
 // the copy (at 256 KiB: server CPU 140 -> 111 us per frame). Smaller
 // frames are better copied: at 64 KiB, two or three of them share one
@@ -121,12 +112,45 @@ func directLen[F any](frame *F) int { return len(*(*[]byte)(unsafe.Pointer(frame
 // command are in the README's table of costs.
 const directWriteMin = 256 << 10
 
+// sendDirect writes a frame, whose header Send encoded into c.out, and its
+// payload with one vectored write before Send returns, so the payload is
+// not copied when the socket takes it at once. outMu is held, c.out holds
+// only the header and no flusher runs: Send's goroutine is the flusher for
+// this write, as the runner is for an inline flush. Only what the socket
+// does not take is copied, for a flusher goroutine, since the payload is
+// the caller's again once Send returns. It returns with outMu released.
+func (c *conn[F]) sendDirect(payload []byte) {
+	hdr := c.out
+	c.out = nil
+	c.flushing = true
+	total := len(hdr.B) + len(payload)
+	c.inflight = total
+	c.framesOut++
+	c.outMu.Unlock()
+
+	n, err := c.tr.(vectorWriter).writev(hdr.B, payload)
+	switch {
+	case err != nil:
+		c.writeFailed(err)
+	case n == total:
+		c.batchWritten(hdr, total)
+		// Write what other senders queued meanwhile, or end the turn.
+		c.flushLocked(true)
+	case n < len(hdr.B):
+		hdr.B = append(hdr.B, payload...)
+		c.handOff(hdr, n, 0)
+	default:
+		hdr.B = append(hdr.B[:0], payload[n-len(hdr.B):]...)
+		c.handOff(hdr, 0, n)
+	}
+}
+
 // queuedLocked returns the outbound bytes not yet written: the batch in
 // flight and the queue. outMu is held.
 func (c *conn[F]) queuedLocked() int {
 	queued := c.inflight
 	if c.out != nil {
-		queued += len(c.out.B) + c.lentBytesLocked()
+		queued += len(c.out.B)
 	}
 	return queued
 }
@@ -138,8 +162,7 @@ func (c *conn[F]) queuedLocked() int {
 // the flush loop; outMu is not held.
 func (c *conn[F]) handOff(buf *bufpool.Buffer, off, written int) {
 	c.outMu.Lock()
-	ox := c.outExtra()
-	ox.rest, ox.restOff = buf, off
+	c.rest, c.restOff = buf, off
 	c.inflight = len(buf.B)
 	c.bytesOut += uint64(written)
 	crossed := c.crossedHighLocked(c.queuedLocked())
@@ -153,17 +176,16 @@ func (c *conn[F]) handOff(buf *bufpool.Buffer, off, written int) {
 
 // batchWritten settles a batch the transport took whole: its written
 // bytes are counted (a direct write's payload with its header), buf goes
-// back to the pool (lent's array is kept for the next batch), and a queue
-// drained to the low mark makes the connection writable again. It
-// returns with outMu held, for the flusher's next round.
-func (c *conn[F]) batchWritten(buf *bufpool.Buffer, lent []seg, written int) {
+// back to the pool, and a queue drained to the low mark makes the
+// connection writable again. It returns with outMu held, for the
+// flusher's next round.
+func (c *conn[F]) batchWritten(buf *bufpool.Buffer, written int) {
 	opts := &c.e.opts
 	if opts.IdleTimeout > 0 {
 		c.lastActivity.Store(c.e.wheel.CoarseNow())
 	}
 	c.e.pool.Put(buf)
 	c.outMu.Lock()
-	c.returnLentLocked(lent)
 	c.inflight = 0
 	c.bytesOut += uint64(written)
 	if !c.writable && (c.out == nil || len(c.out.B) <= opts.WriteBufferLowWater) {
@@ -214,7 +236,7 @@ func (c *conn[F]) sendRefused(queued int) error {
 //go:noinline
 func (c *conn[F]) encodeFailed(before int, err error) error {
 	c.out.B = c.out.B[:before]
-	if before == 0 && !c.flushing && !c.hasOutLocked() {
+	if before == 0 && !c.flushing {
 		c.e.pool.Put(c.out)
 		c.out = nil
 	}
@@ -235,7 +257,7 @@ func (c *conn[F]) postResume() { c.post(event[F]{kind: evResume}) }
 // so a runner on an event loop never waits for its own loop.
 func (c *conn[F]) flushOwed() {
 	c.outMu.Lock()
-	if c.flushing || c.state == stateClosed || !c.hasOutLocked() {
+	if c.flushing || c.state == stateClosed || c.out == nil || len(c.out.B) == 0 {
 		c.outMu.Unlock()
 		return
 	}
@@ -260,7 +282,7 @@ func (c *conn[F]) flushLoop(inline bool) {
 // flusher goroutine.
 func (c *conn[F]) flushLocked(inline bool) {
 	for {
-		buf, off, lent, closeNow := c.nextBatchLocked()
+		buf, off, closeNow := c.nextBatchLocked()
 		c.outMu.Unlock()
 		if buf == nil {
 			if c.writeStart.Load() != 0 {
@@ -278,24 +300,6 @@ func (c *conn[F]) flushLocked(inline bool) {
 		var err error
 		bw, blocking := c.tr.(blockingWriter)
 		switch {
-		case lent != nil:
-			// Only an inline flush gets lent payloads: written now, and
-			// what the socket does not take is copied before the lent
-			// bytes go back to their owner.
-			total := batchLen(buf.B, lent)
-			var n int
-			n, err = c.tr.(vectorWriter).writeBatch(buf.B, lent)
-			if err != nil {
-				break
-			}
-			if n < total {
-				rest := c.splice(buf.B, lent, n)
-				c.e.pool.Put(buf)
-				c.handOff(rest, 0, n)
-				return
-			}
-			c.batchWritten(buf, lent, total)
-			continue
 		case inline:
 			// The runner never waits for the socket: one attempt, and
 			// what the socket does not take goes to a flusher goroutine.
@@ -325,38 +329,37 @@ func (c *conn[F]) flushLocked(inline bool) {
 			c.writeFailed(err)
 			return
 		}
-		c.batchWritten(buf, nil, len(buf.B))
+		c.batchWritten(buf, len(buf.B))
 	}
 }
 
 // nextBatchLocked takes the next batch to write: a partly written one
-// first, else the whole queue, with its lent payloads. When there is none,
-// or the connection is closed, it ends the flusher's turn: flushing is
-// cleared, and a closing connection becomes closed, which closeNow reports
-// (the caller closes the transport). outMu is held.
-func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, lent []seg, closeNow bool) {
+// first, else the whole queue. When there is none, or the connection is
+// closed, it ends the flusher's turn: flushing is cleared, and a closing
+// connection becomes closed, which closeNow reports (the caller closes the
+// transport). outMu is held.
+func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, closeNow bool) {
 	if c.state == stateClosed {
 		c.flushing = false
 		c.dropRestLocked()
-		return nil, 0, nil, false
+		return nil, 0, false
 	}
-	if ox := c.ox; ox != nil && ox.rest != nil {
-		buf, off = ox.rest, ox.restOff
-		ox.rest, ox.restOff = nil, 0
-		return buf, off, nil, false
+	if c.rest != nil {
+		buf, off = c.rest, c.restOff
+		c.rest, c.restOff = nil, 0
+		return buf, off, false
 	}
-	if !c.hasOutLocked() {
+	if c.out == nil || len(c.out.B) == 0 {
 		c.flushing = false
 		if c.state == stateClosing {
 			c.state = stateClosed
 			closeNow = true
 		}
-		return nil, 0, nil, closeNow
+		return nil, 0, closeNow
 	}
-	lent, size := c.takeLentLocked()
 	buf, c.out = c.out, nil
-	c.inflight = len(buf.B) + size
-	return buf, 0, lent, false
+	c.inflight = len(buf.B)
+	return buf, 0, false
 }
 
 // startWriteClock starts the write timeout (if any) of a write that may
@@ -371,7 +374,5 @@ func (c *conn[F]) startWriteClock() {
 
 // dropRestLocked forgets a partly written batch. outMu is held.
 func (c *conn[F]) dropRestLocked() {
-	if ox := c.ox; ox != nil {
-		ox.rest, ox.restOff = nil, 0 // the transport may refer to it: no pool
-	}
+	c.rest, c.restOff = nil, 0 // the transport may refer to it: no pool
 }
