@@ -2,8 +2,5 @@
 
 package engine
 
-// rawWrite is not available: every write goes through writeAll.
-func rawWrite(uintptr, []byte) (int, error) { return 0, nil }
-
-// rawWritev is not available either.
+// rawWritev is not available: every write goes through writeAll.
 func rawWritev(uintptr, []byte, []byte) (int, error) { return 0, nil }

@@ -7,12 +7,9 @@ import (
 	"unsafe"
 )
 
-// rawWrite writes p to a non-blocking descriptor once: a full socket gives
-// a short count and no error.
-func rawWrite(fd uintptr, p []byte) (int, error) { return rawWritev(fd, nil, p) }
-
-// rawWritev is rawWrite for h followed by p, with one writev(2) (write(2)
-// when h is empty).
+// rawWritev writes h followed by p to a non-blocking descriptor with one
+// writev(2) (write(2) when h is empty): a full socket gives a short count
+// and no error.
 func rawWritev(fd uintptr, h, p []byte) (int, error) {
 	for {
 		n, err := nbWritev(int(fd), h, p)

@@ -34,14 +34,7 @@ type npTransport struct {
 	fdGone bool
 }
 
-func (t *npTransport) write(p []byte) (int, error) {
-	t.fdMu.RLock()
-	defer t.fdMu.RUnlock()
-	if t.fdGone {
-		return 0, fmt.Errorf("write: %w", mai.ErrClosed)
-	}
-	return rawWrite(uintptr(t.fd), p)
-}
+func (t *npTransport) write(p []byte) (int, error) { return t.writev(nil, p) }
 
 // writev is write for h followed by p.
 func (t *npTransport) writev(h, p []byte) (int, error) {

@@ -67,7 +67,7 @@ func (c *conn[F]) Send(frame F) (err error) {
 	}
 	c.out.B = b
 	c.framesOut++
-	queued = c.inflight + len(b)
+	queued = c.queuedLocked()
 	startFlush := false
 	if !c.flushing && (!c.hasFlag(flRunning) || queued >= high) {
 		c.flushing, startFlush = true, true
