@@ -35,6 +35,21 @@ var implColors = map[string]color.Color{
 	"std":       color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
 }
 
+// implColor is impl's color; mai's servers at another revision (-against)
+// get their current color, half transparent.
+func implColor(impl string) color.Color {
+	base, rev := splitRev(impl)
+	c, ok := implColors[base]
+	if !ok {
+		return color.Black
+	}
+	if rev != "" {
+		r, g, b, _ := c.RGBA()
+		return color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: 0x70}
+	}
+	return c
+}
+
 // rangeBars are min-max whiskers around each bar's median.
 type rangeBars struct {
 	x, y, lo, hi []float64
@@ -70,7 +85,7 @@ func (rep *Report) chart(path string) error {
 				return err
 			}
 			bar.XMin = float64(i)
-			bar.Color = implColors[impl]
+			bar.Color = implColor(impl)
 			bar.LineStyle.Width = 0
 			p.Add(bar)
 			rb.x = append(rb.x, float64(i))

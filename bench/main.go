@@ -6,6 +6,12 @@
 //	cd bench && go run .          # the full suite, about 7 minutes
 //	cd bench && go run . -quick   # a smoke test, under 2 minutes
 //
+// For an A/B of a change to mai, -against builds mai's server at another
+// revision too, and -detail adds each server's user and system CPU time
+// and its system calls per frame (counted with perf stat):
+//
+//	cd bench && go run . -scenarios s4 -impls mai,netpoll -against HEAD -detail
+//
 // Every run starts a fresh server process pinned to CPU 0 and a load
 // generator process pinned to CPU 1, both with GOMAXPROCS=1. See README.md.
 package main
@@ -29,18 +35,33 @@ var allImpls = []string{"mai", "mai-epoll", "netpoll", "gnet", "nbio", "std"}
 // serverPkg is the package an implementation's server is built from:
 // mai-epoll is mai's server on mai.TransportEpoll (see implArgs).
 func serverPkg(impl string) string {
-	if impl == "mai-epoll" {
+	base, _ := splitRev(impl)
+	if base == "mai-epoll" {
 		return "./servers/mai"
 	}
-	return "./servers/" + impl
+	return "./servers/" + base
 }
 
 // implArgs are the server flags an implementation always runs with.
 func implArgs(impl string) []string {
-	if impl == "mai-epoll" {
+	if base, _ := splitRev(impl); base == "mai-epoll" {
 		return []string{"-transport", "epoll"}
 	}
 	return nil
+}
+
+// splitRev splits "mai@REV", mai's server built at revision REV (see
+// -against), into "mai" and REV; rev is "" for the working tree's.
+func splitRev(impl string) (base, rev string) {
+	base, rev, _ = strings.Cut(impl, "@")
+	return base, rev
+}
+
+// isMai reports whether impl is mai's server, on either transport and at
+// any revision.
+func isMai(impl string) bool {
+	base, _ := splitRev(impl)
+	return base == "mai" || base == "mai-epoll"
 }
 
 // scenario is one load shape.
@@ -74,6 +95,8 @@ type config struct {
 	Impls      []string      `json:"impls"`
 	Scenarios  []string      `json:"scenarios"`
 	MaiArgs    string        `json:"mai_args,omitempty"`
+	Against    []string      `json:"against,omitempty"` // revisions mai was also built at
+	Detail     bool          `json:"detail,omitempty"`  // user/system CPU and system calls reported
 }
 
 var (
@@ -99,6 +122,8 @@ func main() {
 	flag.StringVar(&maiArgs, "mai-args", "", "extra flags for mai's server, e.g. \"-write-high 1048576 -write-low 524288\" (see servers/mai)")
 	retries := flag.Int("retries", 2, "re-run a disturbed run up to this many times, keeping the least disturbed, while -budget allows")
 	budget := flag.Duration("budget", 8*time.Minute, "time the suite should take at most; retries stop when it would run over")
+	detail := flag.Bool("detail", false, "also report each server's user and system CPU per frame and, counted by perf stat in a second window of each run, its system calls per frame (needs perf, and root or kernel.perf_event_paranoid=-1)")
+	against := flag.String("against", "", "comma-separated git revisions: also run mai's servers built at each, as mai@REV (and mai-epoll@REV), for an A/B of a change; results go to a temporary directory unless -out is given")
 	reportOnly := flag.String("report", "", "only print the table and redraw the chart of an earlier `results.json` (into the same directory)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -111,7 +136,15 @@ func main() {
 	}
 
 	cfg := config{Quick: *quick, Rounds: *rounds, Warmup: *warmup, Duration: *duration,
-		IdleConns: *idleConns, ForeignMax: *foreignMax, MaiArgs: maiArgs}
+		IdleConns: *idleConns, ForeignMax: *foreignMax, MaiArgs: maiArgs, Detail: *detail}
+	if *detail {
+		if _, err := exec.LookPath("perf"); err != nil {
+			log.Fatal("-detail counts system calls with perf, which is not on PATH (Debian: apt-get install linux-perf)")
+		}
+	}
+	if *against != "" && !flagSet("out") { // keep the committed results of a full run
+		*outDir = filepath.Join(os.TempDir(), "mai-bench-against")
+	}
 	if *quick {
 		cfg.Rounds, cfg.Warmup, cfg.Duration = 1, 200*time.Millisecond, 500*time.Millisecond
 		if !flagSet("idle-conns") {
@@ -145,6 +178,17 @@ func main() {
 	if len(cfg.Impls) == 0 || len(scens) == 0 {
 		log.Fatal("nothing to run")
 	}
+	if *against != "" {
+		revs, err := resolveRevs(*against)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg.Against = revs
+		cfg.Impls = withRevs(cfg.Impls, revs)
+		if len(cfg.Impls) == len(revs) { // no mai server to build at them
+			log.Fatal("-against needs mai or mai-epoll in -impls")
+		}
+	}
 
 	start := time.Now()
 	if p, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {
@@ -157,7 +201,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(binDir)
-	cfg.Impls, err = buildAll(cfg.Impls)
+	cfg.Impls, err = buildAll(cfg.Impls, cfg.Against)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -253,22 +297,38 @@ func flagSet(name string) bool {
 	return set
 }
 
-// buildAll builds the load generator and the servers. A server that does
-// not build is left out with a warning (mai's engine may be mid-change);
-// the load generator must build.
-func buildAll(impls []string) ([]string, error) {
+// buildAll builds the load generator and the servers, those of impls
+// named mai@REV from a temporary git worktree at REV (revs). A server that
+// does not build is left out with a warning (mai's engine may be
+// mid-change); the load generator must build.
+func buildAll(impls, revs []string) ([]string, error) {
 	goBin := goTool()
-	build := func(out, pkg string) error {
+	build := func(dir, out, pkg string) error {
 		cmd := exec.Command(goBin, "build", "-o", out, pkg)
+		cmd.Dir = dir
 		cmd.Stderr = os.Stderr
 		return cmd.Run()
 	}
-	if err := build(binPath("loadgen"), "./loadgen"); err != nil {
+	if err := build("", binPath("loadgen"), "./loadgen"); err != nil {
 		return nil, fmt.Errorf("building the load generator: %w", err)
+	}
+	trees := map[string]string{"": ""} // revision -> its bench directory
+	for _, rev := range revs {
+		dir, cleanup, err := checkout(rev)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		trees[rev] = dir
 	}
 	var ok []string
 	for _, impl := range impls {
-		if err := build(binPath(impl), serverPkg(impl)); err != nil {
+		_, rev := splitRev(impl)
+		err := build(trees[rev], binPath(impl), serverPkg(impl))
+		if err != nil && rev != "" { // asked for by name: no silent gap in the A/B
+			return nil, fmt.Errorf("building %s: %w", impl, err)
+		}
+		if err != nil {
 			log.Printf("warning: %s does not build, left out: %v", impl, err)
 			continue
 		}
@@ -292,8 +352,68 @@ func logRun(r Run) {
 		if r.Disturbed {
 			flag = fmt.Sprintf("  DISTURBED (other work %.0f%% of a core)", r.Load.ForeignPct)
 		}
+		if sc := r.Load.Syscalls; sc != nil {
+			flag = fmt.Sprintf("  %.2f syscalls/frame%s", sc.Total, flag)
+		}
 		log.Printf("%s r%d %-9s %9.0f frames/s %8.1f MB/s  %6.2f us/frame server CPU  p99 %8.0f us%s",
 			r.Scenario, r.Round, r.Impl, r.Load.FramesPerSec, r.Load.MBPerSec,
 			r.Load.ServerUsPerFrame, r.Load.P99us, flag)
 	}
+}
+
+// resolveRevs turns a comma-separated list of git revisions into short
+// commit hashes.
+func resolveRevs(list string) ([]string, error) {
+	var revs []string
+	for _, r := range strings.Split(list, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		out, err := exec.Command("git", "rev-parse", "--short", "--verify", r+"^{commit}").Output()
+		if err != nil {
+			return nil, fmt.Errorf("-against %s: not a commit of this repository", r)
+		}
+		if h := strings.TrimSpace(string(out)); !slices.Contains(revs, h) {
+			revs = append(revs, h)
+		}
+	}
+	return revs, nil
+}
+
+// withRevs adds, after each mai server in impls, the same server at each
+// of revs.
+func withRevs(impls, revs []string) []string {
+	var out []string
+	for _, impl := range impls {
+		out = append(out, impl)
+		if isMai(impl) {
+			for _, rev := range revs {
+				out = append(out, impl+"@"+rev)
+			}
+		}
+	}
+	return out
+}
+
+// checkout makes a detached git worktree of the repository at rev in a
+// temporary directory and returns its bench directory, and how to remove
+// the worktree again.
+func checkout(rev string) (dir string, cleanup func(), err error) {
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("-against needs the git repository: %w", err)
+	}
+	root := strings.TrimSpace(string(top))
+	wt := filepath.Join(binDir, "src-"+rev)
+	cmd := exec.Command("git", "-C", root, "worktree", "add", "--quiet", "--detach", wt, rev)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", nil, fmt.Errorf("git worktree add %s: %w", rev, err)
+	}
+	cleanup = func() {
+		if err := exec.Command("git", "-C", root, "worktree", "remove", "--force", wt).Run(); err != nil {
+			log.Printf("warning: removing the worktree %s: %v", wt, err)
+		}
+	}
+	return filepath.Join(wt, "bench"), cleanup, nil
 }

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mai-go/mai/bench/internal/stats"
 )
 
 // metric is one row of the table.
@@ -41,7 +43,7 @@ func memMetric(name string, f func(m *MemResult) float64) metric {
 	}}
 }
 
-func metrics() []metric {
+func metrics(detail bool) []metric {
 	var ms []metric
 	for _, s := range []string{"s1", "s2", "s3", "s4"} {
 		if s == "s4" {
@@ -64,11 +66,43 @@ func metrics() []metric {
 			loadMetric(s, "p50 us", true, func(r Run) float64 { return r.Load.P50us }),
 			loadMetric(s, "p99 us", true, func(r Run) float64 { return r.Load.P99us }),
 			loadMetric(s, "p999 us", true, func(r Run) float64 { return r.Load.P999us }))
+		if detail {
+			ms = append(ms, detailMetrics(s)...)
+		}
 	}
 	return append(ms,
 		memMetric("KiB/conn idle", func(m *MemResult) float64 { return m.IdleKiBPerConn }),
 		memMetric("KiB/conn after echo", func(m *MemResult) float64 { return m.EchoKiBPerConn }),
 		memMetric("goroutines", func(m *MemResult) float64 { return float64(m.EchoStats.Goroutines) }))
+}
+
+// detailMetrics are the rows -detail adds to load scenario s: where the
+// server's CPU time went, and its system calls per frame.
+func detailMetrics(s string) []metric {
+	perFrame := func(sec float64, r Run) float64 {
+		if r.Load.Frames == 0 {
+			return 0
+		}
+		return sec * 1e6 / float64(r.Load.Frames)
+	}
+	sys := func(name string, f func(*stats.Syscalls) float64) metric {
+		return metric{s, name, true, func(r Run) (float64, bool) {
+			if r.Load == nil || r.Err != "" || r.Load.Syscalls == nil || r.Load.Syscalls.Frames == 0 {
+				return 0, false
+			}
+			return f(r.Load.Syscalls), true
+		}}
+	}
+	return []metric{
+		loadMetric(s, "server user us/frame", true, func(r Run) float64 { return perFrame(r.Load.ServerUserSec, r) }),
+		loadMetric(s, "server sys us/frame", true, func(r Run) float64 { return perFrame(r.Load.ServerSysSec, r) }),
+		sys("syscalls/frame", func(c *stats.Syscalls) float64 { return c.Total }),
+		sys("reads/frame", func(c *stats.Syscalls) float64 { return c.Reads }),
+		sys("writes/frame", func(c *stats.Syscalls) float64 { return c.Writes }),
+		sys("epoll waits/frame", func(c *stats.Syscalls) float64 { return c.Waits }),
+		sys("futex/frame", func(c *stats.Syscalls) float64 { return c.Futex }),
+		sys("context switches/frame", func(c *stats.Syscalls) float64 { return c.ContextSwitches }),
+	}
 }
 
 // Cell is the summary of one implementation's runs for one metric.
@@ -83,11 +117,13 @@ type Cell struct {
 
 // Row is one line of the table.
 type Row struct {
-	Scenario string             `json:"scenario"`
-	Metric   string             `json:"metric"`
-	Lower    bool               `json:"lower_is_better"`
-	Cells    map[string]Cell    `json:"cells"`
-	Ratio    map[string]float64 `json:"mai_over_peer,omitempty"` // median of mai / median of the peer
+	Scenario string          `json:"scenario"`
+	Metric   string          `json:"metric"`
+	Lower    bool            `json:"lower_is_better"`
+	Cells    map[string]Cell `json:"cells"`
+	// Ratio is, for each peer, mai's median over the peer's; for mai's
+	// server at another revision (X@REV, see -against), X's over X@REV's.
+	Ratio map[string]float64 `json:"mai_over_peer,omitempty"`
 }
 
 // Machine describes where the suite ran.
@@ -121,7 +157,7 @@ func newReport(cfg config, scens []scenario, runs []Run) *Report {
 		Scenarios: scens,
 		Runs:      runs,
 	}
-	for _, m := range metrics() {
+	for _, m := range metrics(cfg.Detail) {
 		if !slices.Contains(cfg.Scenarios, m.scen) {
 			continue
 		}
@@ -160,16 +196,23 @@ func newReport(cfg config, scens []scenario, runs []Run) *Report {
 			}
 			row.Cells[impl] = c
 		}
-		if mai, ok := row.Cells["mai"]; ok {
-			for impl, c := range row.Cells {
-				if impl != "mai" && c.Median != 0 {
-					row.Ratio[impl] = mai.Median / c.Median
-				}
+		for impl, c := range row.Cells {
+			if num, ok := row.Cells[ratioBase(impl)]; ok && impl != "mai" && c.Median != 0 {
+				row.Ratio[impl] = num.Median / c.Median
 			}
 		}
 		rep.Rows = append(rep.Rows, row)
 	}
 	return rep
+}
+
+// ratioBase is the implementation impl's ratio column divides: mai for a
+// peer, X for X@REV.
+func ratioBase(impl string) string {
+	if base, rev := splitRev(impl); rev != "" {
+		return base
+	}
+	return "mai"
 }
 
 // rerender reads a results.json, summarizes its runs again, prints the
@@ -252,18 +295,17 @@ func (rep *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "%d round(s); each run: %v warm-up, %v measured. Cells: median (min-max) of the runs not disturbed by other work\n", cfg.Rounds, cfg.Warmup, cfg.Duration)
 	fmt.Fprintf(w, "(other work over %.0f%% of a core); ~ = disturbed runs left out, * = every run was disturbed, all are counted.\n\n", cfg.ForeignMax)
 
-	var peers []string
-	for _, impl := range cfg.Impls {
-		if impl != "mai" {
-			peers = append(peers, impl)
-		}
-	}
-	hasMai := slices.Contains(cfg.Impls, "mai")
+	var peers []string // the ratio columns
 	header := []string{"", "metric"}
 	header = append(header, cfg.Impls...)
-	if hasMai {
-		for _, p := range peers {
-			header = append(header, "mai/"+p)
+	for _, impl := range cfg.Impls {
+		if base := ratioBase(impl); impl != "mai" && slices.Contains(cfg.Impls, base) {
+			peers = append(peers, impl)
+			if b, rev := splitRev(impl); rev != "" {
+				header = append(header, b+"/@"+rev)
+			} else {
+				header = append(header, "mai/"+impl)
+			}
 		}
 	}
 	table := [][]string{header}
@@ -285,13 +327,11 @@ func (rep *Report) print(w io.Writer) {
 		for _, impl := range cfg.Impls {
 			line = append(line, row.Cells[impl].String())
 		}
-		if hasMai {
-			for _, p := range peers {
-				if r, ok := row.Ratio[p]; ok {
-					line = append(line, fmtRatio(r))
-				} else {
-					line = append(line, "-")
-				}
+		for _, p := range peers {
+			if r, ok := row.Ratio[p]; ok {
+				line = append(line, fmtRatio(r))
+			} else {
+				line = append(line, "-")
 			}
 		}
 		table = append(table, line)
@@ -299,6 +339,9 @@ func (rep *Report) print(w io.Writer) {
 	writeTable(w, table)
 
 	fmt.Fprintf(w, "\nmai/peer is the ratio of medians: below 1 means mai is lower (better where lower is better).\n")
+	if len(cfg.Against) > 0 {
+		fmt.Fprintf(w, "X/@REV is the ratio of X's median to the median of X built at revision REV: below 1 means the working tree is lower.\n")
+	}
 	for _, r := range rep.Runs {
 		switch {
 		case r.Err != "":
@@ -382,6 +425,13 @@ func versions(impls []string) map[string]string {
 	}
 	out := map[string]string{"std": runtime.Version()}
 	for _, impl := range impls {
+		if base, rev := splitRev(impl); rev != "" {
+			out[impl] = "(commit " + rev + ")"
+			if base == "mai-epoll" {
+				out[impl] = "(commit " + rev + ", -transport epoll)"
+			}
+			continue
+		}
 		if impl == "mai-epoll" {
 			out[impl] = "mai with -transport epoll"
 			continue

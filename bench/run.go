@@ -42,7 +42,7 @@ type MemResult struct {
 
 func runOne(cfg config, sc scenario, impl string, round int, srvArgs ...string) Run {
 	t0 := time.Now()
-	if (impl == "mai" || impl == "mai-epoll") && maiArgs != "" {
+	if isMai(impl) && maiArgs != "" {
 		srvArgs = append(strings.Fields(maiArgs), srvArgs...)
 	}
 	srvArgs = append(implArgs(impl), srvArgs...)
@@ -67,9 +67,13 @@ func runOne(cfg config, sc scenario, impl string, round int, srvArgs ...string) 
 }
 
 func loadArgs(cfg config, sc scenario, addr string, pid int) []string {
-	return []string{"-addr", addr, "-server-pid", strconv.Itoa(pid), "-mode", sc.Mode,
+	args := []string{"-addr", addr, "-server-pid", strconv.Itoa(pid), "-mode", sc.Mode,
 		"-conns", strconv.Itoa(sc.Conns), "-size", strconv.Itoa(sc.Size), "-depth", strconv.Itoa(max(sc.Depth, 1)),
 		"-warmup", cfg.Warmup.String(), "-duration", cfg.Duration.String()}
+	if cfg.Detail {
+		args = append(args, "-perf")
+	}
+	return args
 }
 
 func runLoad(cfg config, sc scenario, impl string, srvArgs []string) (*stats.Result, error) {
@@ -82,7 +86,7 @@ func runLoad(cfg config, sc scenario, impl string, srvArgs []string) (*stats.Res
 	if err != nil {
 		return nil, err
 	}
-	line, err := lg.expect("RESULT ", cfg.Warmup+cfg.Duration+60*time.Second)
+	line, err := lg.expect("RESULT ", cfg.Warmup+2*cfg.Duration+60*time.Second)
 	lg.stop("")
 	if err != nil {
 		return nil, err
@@ -164,6 +168,7 @@ func profile1(cfg config, sc scenario, impl, outDir string) []Profile {
 	abs, _ := filepath.Abs(outDir)
 	base := filepath.Join(abs, impl+"-"+sc.Key)
 	cpu, mem := base+".cpu.prof", base+".allocs.prof"
+	cfg.Detail = false // perf would count the profiler's signals too
 	r := runOne(cfg, sc, impl, 0, "-cpuprofile", cpu, "-memprofile", mem)
 	logRun(r)
 	if r.Err != "" {

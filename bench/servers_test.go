@@ -22,7 +22,7 @@ func TestServers(t *testing.T) {
 	dir := t.TempDir()
 	binDir = dir
 	taskset = ""
-	impls, err := buildAll(allImpls)
+	impls, err := buildAll(allImpls, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

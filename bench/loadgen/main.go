@@ -10,8 +10,10 @@
 //
 // After -warmup it measures for -duration: frames and bytes echoed, latency
 // percentiles, and the CPU time the server (-server-pid), this process and
-// the rest of the machine used. Every reply is checked byte for byte. The
-// result is one line on stdout: "RESULT {json}".
+// the rest of the machine used. With -perf, the load goes on for another
+// -duration while `perf stat` counts the server's system calls (see
+// perf.go). Every reply is checked byte for byte. The result is one line
+// on stdout: "RESULT {json}".
 package main
 
 import (
@@ -44,9 +46,18 @@ var (
 	duration  = flag.Duration("duration", 3*time.Second, "measured window")
 	serverPID = flag.Int("server-pid", 0, "server process, for its CPU time")
 	maxFrames = flag.Int64("max-frames", 1e9, "stop a connection after this many frames (a bound, not a target)")
+	perf      = flag.Bool("perf", false, "after the measured window, count the server's system calls with perf stat for another -duration")
 )
 
-// phase: 0 warm-up, 1 measuring, 2 stopping.
+// The phases of a run, in order. The load loops run until phaseStopping.
+const (
+	phaseWarmup    = iota
+	phaseMeasuring // frames and latency recorded
+	phaseBetween   // the measured window is over; perf is starting
+	phasePerf      // perf counts; frames recorded in perfFrames
+	phaseStopping
+)
+
 var phase atomic.Int32
 
 // worker is one connection's state and tallies. Only its goroutines write
@@ -57,8 +68,10 @@ type worker struct {
 	base   []byte // the payload pattern; bytes 0..7 carry the sequence number
 	frames int64
 	hist   stats.Hist
-	errs   int64
-	err    error
+	// perfFrames are the replies verified in the perf window.
+	perfFrames int64
+	errs       int64
+	err        error
 }
 
 func main() {
@@ -79,7 +92,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	hard := time.Now().Add(*warmup + *duration + 30*time.Second)
+	window := *duration
+	if *perf {
+		window *= 2
+	}
+	hard := time.Now().Add(*warmup + window + 30*time.Second)
 	for _, w := range ws {
 		w.c.SetDeadline(hard)
 	}
@@ -104,10 +121,15 @@ func main() {
 
 	time.Sleep(*warmup)
 	before := snapshot()
-	phase.Store(1)
+	phase.Store(phaseMeasuring)
 	time.Sleep(*duration)
-	phase.Store(2)
+	phase.Store(phaseBetween)
 	after := snapshot()
+	var pw *perfWindow
+	if *perf {
+		pw = countSyscalls(*serverPID, *duration)
+	}
+	phase.Store(phaseStopping)
 
 	// Let closed and pipelined loops finish their exchange; a streaming
 	// connection is cut.
@@ -131,6 +153,20 @@ func main() {
 	}
 
 	res := summarize(ws, before, after)
+	if pw != nil {
+		if pw.err != nil {
+			res.Errors++
+			if res.FirstError == "" {
+				res.FirstError = pw.err.Error()
+			}
+		} else {
+			var n int64
+			for _, w := range ws {
+				n += w.perfFrames
+			}
+			res.Syscalls = stats.NewSyscalls(pw.counts, n, pw.seconds)
+		}
+	}
 	b, _ := json.Marshal(res)
 	fmt.Printf("RESULT %s\n", b)
 }
@@ -197,14 +233,17 @@ func (w *worker) check(p []byte, seq uint64) error {
 
 // done records a verified reply that took lat.
 func (w *worker) done(lat time.Duration) {
-	if phase.Load() == 1 {
+	switch phase.Load() {
+	case phaseMeasuring:
 		w.frames++
 		w.hist.Record(int64(lat))
+	case phasePerf:
+		w.perfFrames++
 	}
 }
 
 func (w *worker) fail(err error) {
-	if phase.Load() == 2 && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
+	if phase.Load() == phaseStopping && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
 		return // cut at the end of a stream run
 	}
 	w.errs++
@@ -216,7 +255,7 @@ func (w *worker) fail(err error) {
 func (w *worker) closedLoop() {
 	frame := make([]byte, headerLen+*size)
 	reply := make([]byte, headerLen+*size)
-	for seq := uint64(0); int64(seq) < *maxFrames && phase.Load() < 2; seq++ {
+	for seq := uint64(0); int64(seq) < *maxFrames && phase.Load() < phaseStopping; seq++ {
 		w.putFrame(frame, seq)
 		t0 := time.Now()
 		if _, err := w.c.Write(frame); err != nil {
@@ -246,7 +285,7 @@ func (w *worker) pipeline() {
 	r := bufio.NewReaderSize(w.c, max(64<<10, fl))
 	reply := make([]byte, fl)
 	var seq uint64
-	for int64(seq) < *maxFrames && phase.Load() < 2 {
+	for int64(seq) < *maxFrames && phase.Load() < phaseStopping {
 		for i := range *depth {
 			w.putFrame(batch[i*fl:], seq+uint64(i))
 		}
@@ -283,7 +322,7 @@ func (w *worker) stream() {
 	go func() { // writer
 		defer wg.Done()
 		frame := make([]byte, headerLen+*size)
-		for seq := uint64(0); int64(seq) < *maxFrames && phase.Load() < 2; seq++ {
+		for seq := uint64(0); int64(seq) < *maxFrames && phase.Load() < phaseStopping; seq++ {
 			select {
 			case <-tokens:
 			case <-stop:
@@ -326,15 +365,17 @@ func (w *worker) stream() {
 
 // cpuSnap is the CPU accounting at one instant.
 type cpuSnap struct {
-	at             time.Time
-	server, client int64
-	system         []stats.CPUTimes
+	at                    time.Time
+	serverUser, serverSys int64
+	server, client        int64
+	system                []stats.CPUTimes
 }
 
 func snapshot() cpuSnap {
 	s := cpuSnap{at: time.Now()}
 	if *serverPID > 0 {
-		s.server, _ = stats.ProcCPU(*serverPID)
+		s.serverUser, s.serverSys, _ = stats.ProcTimes(*serverPID)
+		s.server = s.serverUser + s.serverSys
 	}
 	s.client, _ = stats.ProcCPU(0)
 	s.system, _ = stats.SystemCPU()
@@ -360,6 +401,8 @@ func summarize(ws []*worker, before, after cpuSnap) stats.Result {
 	res.P99us = h.Quantile(0.99) / 1e3
 	res.P999us = h.Quantile(0.999) / 1e3
 	res.ServerCPUSec = float64(after.server-before.server) / stats.ClockTicks
+	res.ServerUserSec = float64(after.serverUser-before.serverUser) / stats.ClockTicks
+	res.ServerSysSec = float64(after.serverSys-before.serverSys) / stats.ClockTicks
 	res.ClientCPUSec = float64(after.client-before.client) / stats.ClockTicks
 	if res.Frames > 0 {
 		res.ServerUsPerFrame = res.ServerCPUSec * 1e6 / float64(res.Frames)

@@ -27,28 +27,36 @@ func procFile(pid int, file string) string {
 // ProcCPU returns the user+system CPU time of process pid (all its threads),
 // in clock ticks, from /proc/PID/stat. pid 0 means this process.
 func ProcCPU(pid int) (int64, error) {
+	u, s, err := ProcTimes(pid)
+	return u + s, err
+}
+
+// ProcTimes returns the user and the system CPU time of process pid (all
+// its threads), in clock ticks, from /proc/PID/stat. pid 0 means this
+// process.
+func ProcTimes(pid int) (user, system int64, err error) {
 	path := procFile(pid, "stat")
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name is in parentheses and may contain spaces: fields
 	// are counted after the last ')'. utime and stime are fields 14 and 15
 	// of the whole line, so 12 and 13 after the name (0-based: 11, 12).
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("%s: malformed", path)
+		return 0, 0, fmt.Errorf("%s: malformed", path)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("%s: %d fields", path, len(f))
+		return 0, 0, fmt.Errorf("%s: %d fields", path, len(f))
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%s: bad utime/stime", path)
+		return 0, 0, fmt.Errorf("%s: bad utime/stime", path)
 	}
-	return u + s, nil
+	return u, s, nil
 }
 
 // CPUTimes is one line of /proc/stat, in clock ticks.

@@ -23,9 +23,19 @@ type Result struct {
 	// ServerUsPerFrame is server CPU microseconds per echoed frame, which
 	// is the same number as server CPU seconds per million frames.
 	ServerUsPerFrame float64 `json:"server_us_per_frame"`
+	// ServerUserSec and ServerSysSec split ServerCPUSec into the time the
+	// server ran its own code and the time the kernel ran for it (system
+	// calls, and the TCP work they do).
+	ServerUserSec float64 `json:"server_user_sec"`
+	ServerSysSec  float64 `json:"server_sys_sec"`
 	// ForeignPct is the CPU time of both cores that neither the server nor
 	// the client used during the window, in percent of one core: other
 	// processes (builds, tests), the kernel's own threads, and steal.
 	ForeignPct float64 `json:"foreign_pct"`
 	StealPct   float64 `json:"steal_pct"`
+
+	// Syscalls is set with -perf: the server's system calls per frame,
+	// counted in a window of its own after the measured one, so that the
+	// counting does not weigh on the figures above.
+	Syscalls *Syscalls `json:"syscalls,omitempty"`
 }
