@@ -183,11 +183,11 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		cfg.Against = revs
-		cfg.Impls = withRevs(cfg.Impls, revs)
-		if len(cfg.Impls) == len(revs) { // no mai server to build at them
+		if !slices.ContainsFunc(cfg.Impls, isMai) { // nothing to build at them
 			log.Fatal("-against needs mai or mai-epoll in -impls")
 		}
+		cfg.Against = revs
+		cfg.Impls = withRevs(cfg.Impls, revs)
 	}
 
 	start := time.Now()
