@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"slices"
@@ -117,24 +116,9 @@ func TestLoadgenPerf(t *testing.T) {
 	if _, err := buildAll([]string{"std"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer("std")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.stop("quit")
 	cfg := config{Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond, Detail: true}
-	sc := scenario{Mode: "closed", Conns: 1, Size: 64}
-	lg, err := startChild("loadgen", 1, binPath("loadgen"), loadArgs(cfg, sc, srv.addr, srv.pid())...)
+	res, err := runLoad(cfg, scenario{Mode: "closed", Conns: 1, Size: 64}, "std", nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	line, err := lg.expect("RESULT ", time.Minute)
-	lg.stop("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res stats.Result
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Errors > 0 {
