@@ -148,24 +148,14 @@ type Context[F any] interface {
 	// Send never blocks on the network. It returns ErrClosed once the
 	// connection is closing, ErrBackpressure when the outbound queue is over
 	// its high water mark (with BackpressureReject), or an error wrapping
-	// ErrEncode. The frame is not used after Send returns, with one
-	// exception, below: a received frame must not be modified after it was
-	// sent.
+	// ErrEncode. The frame is not used after Send returns.
 	//
 	// Large frames of the built-in codec.LengthField and codec.Raw skip the
-	// copy into the queue where they can:
-	//   - on TransportNetpoll, a payload of at least 16 KiB that is a frame
-	//     this connection received in the read event being handled (an
-	//     echo, or a forward of a frame decoded on this connection) is
-	//     queued in place: the queue keeps a reference to netpoll's input
-	//     buffer until the payload is written. So a handler must not modify
-	//     a received frame after sending it (it may not keep it after
-	//     OnFrame returns anyway);
-	//   - when nothing is queued and the payload is at least 256 KiB, Send
-	//     writes the header and the payload itself with one non-blocking
-	//     vectored write, and copies only what the socket did not take.
-	// A codec that embeds one of them does not get this: its Encode is
-	// always called.
+	// copy into the queue: when nothing is queued and the payload is at
+	// least 256 KiB, Send writes the header and the payload itself with one
+	// non-blocking vectored write, and copies only what the socket did not
+	// take. A codec that embeds one of them does not get this: its Encode
+	// is always called.
 	Send(frame F) error
 
 	// Close writes what is queued, then closes the connection. It does not

@@ -55,10 +55,11 @@ type conn[F any] struct {
 	pendOff int32
 	need    int32
 
-	outMu    sync.Mutex      // guards out, inflight, ox, cause, the out counters and the flags marked "outMu"
+	outMu    sync.Mutex      // guards out, inflight, rest, restOff, cause, the out counters and the flags marked "outMu"
 	out      *bufpool.Buffer // encoded frames waiting for the flusher; nil when empty
 	inflight int             // bytes handed to the transport and not yet written
-	ox       *outExtra       // nil until a write falls short or a payload is lent
+	rest     *bufpool.Buffer // a batch partly written by an inline flush
+	restOff  int             // how much of rest is written
 	cause    error           // why the connection closes; nil for a local Close
 
 	session atomic.Pointer[any] // SetSession's value
@@ -325,7 +326,7 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 	switch {
 	case c.flushing:
 		// the flush loop closes the transport when the queue is empty
-	case c.hasOutLocked():
+	case c.out != nil && len(c.out.B) > 0:
 		if c.hasFlag(flRunning) {
 			// the runner flushes when it lets go of serial
 		} else {
@@ -372,7 +373,6 @@ func (c *conn[F]) abort(cause error, local bool) bool {
 
 // dropQueueLocked releases the queued, unwritten frames. outMu is held.
 func (c *conn[F]) dropQueueLocked() {
-	c.dropLentLocked()
 	if c.out != nil {
 		c.e.pool.Put(c.out)
 		c.out = nil

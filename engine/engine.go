@@ -70,10 +70,6 @@ type ProtocolEngine[F any] struct {
 
 	accepted atomic.Uint64
 	rejected [3]atomic.Uint64 // by mai.RejectReason
-
-	// lentHeld counts the inputs held for lent payloads (lend.go) and not
-	// yet given back to the transport: 0 once every connection is done.
-	lentHeld atomic.Int64
 }
 
 // New returns an engine whose connections use a Codec from newCodec and the

@@ -65,37 +65,3 @@ func nbIO(trap uintptr, fd int, p []byte) (int, error) {
 	}
 	return int(n), nil
 }
-
-// rawWriteBatch writes the batch b with lent inserted (see seg), from byte
-// off on, to a non-blocking descriptor with one writev(2) of at most
-// maxIov pieces: a full socket gives a short count and no error.
-func rawWriteBatch(fd uintptr, b []byte, lent []seg, off int) (int, error) {
-	var iov [maxIov]syscall.Iovec
-	k := 0
-	for i, n := 0, 2*len(lent)+1; i < n && k < maxIov; i++ {
-		p := piece(b, lent, i)
-		if off >= len(p) {
-			off -= len(p)
-			continue
-		}
-		p, off = p[off:], 0
-		iov[k].Base = &p[0]
-		iov[k].SetLen(len(p))
-		k++
-	}
-	if k == 0 {
-		return 0, nil
-	}
-	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(k))
-		switch errno {
-		case 0:
-			return int(n), nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return 0, nil
-		}
-		return 0, errno
-	}
-}

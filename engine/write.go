@@ -13,11 +13,9 @@ import (
 // frames never interleave and each sender's frames keep their order). The
 // bytes are written by a single flusher per connection: the runner, when the
 // Send came from a callback (one write per batch of callbacks), or a
-// goroutine the Send starts otherwise. Large payloads of a built-in codec
-// are not copied when they can be written from where they are: a payload
-// decoded from the read event being handled, on a transport that can lend
-// its input (lend.go), or one of at least directWriteMin with nothing
-// queued, which Send writes at once, as the flusher (sendDirect).
+// goroutine the Send starts otherwise. The exception is a large payload of
+// a built-in codec with nothing queued: Send writes it at once, as the
+// flusher (sendDirect).
 func (c *conn[F]) Send(frame F) (err error) {
 	// The rare outcomes are in helpers of their own, kept out of line so
 	// that Send's frame stays small: it runs deep in the read path's stack.
@@ -45,34 +43,29 @@ func (c *conn[F]) Send(frame F) (err error) {
 			err = c.encodeFailed(before, fmt.Errorf("codec Encode: %w", c.panicked(recover())))
 		}
 	}()
-	if c.caps&capDirect != 0 && directLen(&frame) >= lendMin {
-		// A large payload may go out without a copy.
-		var b, payload []byte
+	var b []byte
+	if c.caps&capDirect != 0 && before == 0 && !c.flushing && directLen(&frame) >= directWriteMin {
+		// Nothing is queued: a large payload can go out without a copy.
+		var payload []byte
 		b, payload, err = c.codec.(headerEncoder[F]).EncodeHeader(c.out.B, frame)
 		encoded = true
 		if err != nil {
 			return c.encodeFailed(before, err)
 		}
-		c.out.B = b
-		switch {
-		case len(payload) < lendMin:
-			c.out.B = append(c.out.B, payload...)
-		case c.lendLocked(payload):
-		case queued == 0 && !c.flushing && len(payload) >= directWriteMin:
+		if len(payload) >= directWriteMin {
+			c.out.B = b
 			c.sendDirect(payload)
 			return nil
-		default:
-			c.out.B = append(c.out.B, payload...)
 		}
+		b = append(b, payload...)
 	} else {
-		var b []byte
 		b, err = c.codec.Encode(c.out.B, frame)
 		encoded = true
 		if err != nil {
 			return c.encodeFailed(before, err)
 		}
-		c.out.B = b
 	}
+	c.out.B = b
 	c.framesOut++
 	queued = c.queuedLocked()
 	startFlush := false
@@ -138,17 +131,17 @@ func (c *conn[F]) sendDirect(payload []byte) {
 	n, err := c.tr.(vectorWriter).writev(hdr.B, payload)
 	switch {
 	case err != nil:
-		c.writeFailed(err, nil)
+		c.writeFailed(err)
 	case n == total:
-		c.batchWritten(hdr, nil, total)
+		c.batchWritten(hdr, total)
 		// Write what other senders queued meanwhile, or end the turn.
 		c.flushLocked(true)
 	case n < len(hdr.B):
 		hdr.B = append(hdr.B, payload...)
-		c.handOff(hdr, nil, n, 0)
+		c.handOff(hdr, n, 0)
 	default:
 		hdr.B = append(hdr.B[:0], payload[n-len(hdr.B):]...)
-		c.handOff(hdr, nil, 0, n)
+		c.handOff(hdr, 0, n)
 	}
 }
 
@@ -157,21 +150,20 @@ func (c *conn[F]) sendDirect(payload []byte) {
 func (c *conn[F]) queuedLocked() int {
 	queued := c.inflight
 	if c.out != nil {
-		queued += len(c.out.B) + c.lentBytesLocked()
+		queued += len(c.out.B)
 	}
 	return queued
 }
 
 // handOff gives a batch the socket did not take at once to a new flusher
 // goroutine, with the write clock running: the runner, or a Send, never
-// waits for the socket. The batch is buf.B with lent inserted; off is how
-// much of it is written; written counts bytes that went out and are no
-// longer in the batch. The caller owns the flush loop; outMu is not held.
-func (c *conn[F]) handOff(buf *bufpool.Buffer, lent []seg, off, written int) {
+// waits for the socket. off is how much of buf.B is written; written
+// counts bytes that went out and are no longer in buf.B. The caller owns
+// the flush loop; outMu is not held.
+func (c *conn[F]) handOff(buf *bufpool.Buffer, off, written int) {
 	c.outMu.Lock()
-	ox := c.outExtra()
-	ox.rest, ox.restOff, ox.restLent = buf, off, lent
-	c.inflight = batchLen(buf.B, lent)
+	c.rest, c.restOff = buf, off
+	c.inflight = len(buf.B)
 	c.bytesOut += uint64(written)
 	crossed := c.crossedHighLocked(c.queuedLocked())
 	c.outMu.Unlock()
@@ -184,21 +176,19 @@ func (c *conn[F]) handOff(buf *bufpool.Buffer, lent []seg, off, written int) {
 
 // batchWritten settles a batch the transport took whole: its written
 // bytes are counted (a direct write's payload with its header), buf goes
-// back to the pool, its lent payloads are released, and a queue drained
-// to the low mark makes the connection writable again. It returns with
-// outMu held, for the flusher's next round.
-func (c *conn[F]) batchWritten(buf *bufpool.Buffer, lent []seg, written int) {
+// back to the pool, and a queue drained to the low mark makes the
+// connection writable again. It returns with outMu held, for the
+// flusher's next round.
+func (c *conn[F]) batchWritten(buf *bufpool.Buffer, written int) {
 	opts := &c.e.opts
 	if opts.IdleTimeout > 0 {
 		c.lastActivity.Store(c.e.wheel.CoarseNow())
 	}
 	c.e.pool.Put(buf)
-	settleLent(lent, false)
 	c.outMu.Lock()
-	c.keepSpareLocked(lent)
 	c.inflight = 0
 	c.bytesOut += uint64(written)
-	if !c.writable && c.queuedLocked() <= opts.WriteBufferLowWater {
+	if !c.writable && (c.out == nil || len(c.out.B) <= opts.WriteBufferLowWater) {
 		c.writable = true
 		c.clearFlag(flPaused)
 		c.outMu.Unlock()
@@ -213,10 +203,8 @@ func (c *conn[F]) batchWritten(buf *bufpool.Buffer, lent []seg, written int) {
 
 // writeFailed ends the flusher's turn after a failed write and aborts the
 // connection. outMu is not held. The transport may still refer to the
-// batch: it is left to the GC, not put back in the pool, and its lent
-// payloads are abandoned.
-func (c *conn[F]) writeFailed(err error, lent []seg) {
-	settleLent(lent, true)
+// batch: it is left to the GC, not put back in the pool.
+func (c *conn[F]) writeFailed(err error) {
 	c.outMu.Lock()
 	c.flushing = false
 	c.inflight = 0
@@ -248,7 +236,7 @@ func (c *conn[F]) sendRefused(queued int) error {
 //go:noinline
 func (c *conn[F]) encodeFailed(before int, err error) error {
 	c.out.B = c.out.B[:before]
-	if !c.hasOutLocked() && !c.flushing {
+	if before == 0 && !c.flushing {
 		c.e.pool.Put(c.out)
 		c.out = nil
 	}
@@ -269,7 +257,7 @@ func (c *conn[F]) postResume() { c.post(event[F]{kind: evResume}) }
 // so a runner on an event loop never waits for its own loop.
 func (c *conn[F]) flushOwed() {
 	c.outMu.Lock()
-	if c.flushing || c.state == stateClosed || !c.hasOutLocked() {
+	if c.flushing || c.state == stateClosed || c.out == nil || len(c.out.B) == 0 {
 		c.outMu.Unlock()
 		return
 	}
@@ -290,11 +278,11 @@ func (c *conn[F]) flushLoop(inline bool) {
 // section, so a batch costs two round trips of outMu. A buffer goes back to
 // the pool only after its write finished, since the transport may keep
 // references to it until then. inline is true on a runner, which must not
-// wait for the socket: a short write hands the rest (outExtra.rest) to a
-// new flusher goroutine.
+// wait for the socket: a short write hands the rest (c.rest) to a new
+// flusher goroutine.
 func (c *conn[F]) flushLocked(inline bool) {
 	for {
-		buf, off, lent, closeNow := c.nextBatchLocked()
+		buf, off, closeNow := c.nextBatchLocked()
 		c.outMu.Unlock()
 		if buf == nil {
 			if c.writeStart.Load() != 0 {
@@ -312,22 +300,6 @@ func (c *conn[F]) flushLocked(inline bool) {
 		var err error
 		bw, blocking := c.tr.(blockingWriter)
 		switch {
-		case lent != nil:
-			// Only a transport that lends (a batchWriter) has lent
-			// payloads in its queue.
-			bt := c.tr.(batchWriter)
-			total := batchLen(buf.B, lent)
-			if !inline {
-				err = bt.writeBatchAll(buf.B, lent, off)
-				break
-			}
-			var n int
-			n, err = bt.writeBatch(buf.B, lent, off)
-			off += n
-			if err == nil && off < total {
-				c.handOff(buf, lent, off, 0)
-				return
-			}
 		case inline:
 			// The runner never waits for the socket: one attempt, and
 			// what the socket does not take goes to a flusher goroutine.
@@ -337,7 +309,7 @@ func (c *conn[F]) flushLocked(inline bool) {
 			n, err = c.tr.write(buf.B[off:])
 			off += n
 			if err == nil && off < len(buf.B) {
-				c.handOff(buf, nil, off, 0)
+				c.handOff(buf, off, 0)
 				return
 			}
 		case blocking:
@@ -354,41 +326,40 @@ func (c *conn[F]) flushLocked(inline bool) {
 			}
 		}
 		if err != nil {
-			c.writeFailed(err, lent)
+			c.writeFailed(err)
 			return
 		}
-		c.batchWritten(buf, lent, batchLen(buf.B, lent))
+		c.batchWritten(buf, len(buf.B))
 	}
 }
 
-// nextBatchLocked takes the next batch to write, with its lent payloads:
-// a partly written one first, else the whole queue. When there is none,
-// or the connection is closed, it ends the flusher's turn: flushing is
-// cleared, and a closing connection becomes closed, which closeNow
-// reports (the caller closes the transport). outMu is held.
-func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, lent []seg, closeNow bool) {
+// nextBatchLocked takes the next batch to write: a partly written one
+// first, else the whole queue. When there is none, or the connection is
+// closed, it ends the flusher's turn: flushing is cleared, and a closing
+// connection becomes closed, which closeNow reports (the caller closes the
+// transport). outMu is held.
+func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, closeNow bool) {
 	if c.state == stateClosed {
 		c.flushing = false
 		c.dropRestLocked()
-		return nil, 0, nil, false
+		return nil, 0, false
 	}
-	if ox := c.ox; ox != nil && ox.rest != nil {
-		buf, off, lent = ox.rest, ox.restOff, ox.restLent
-		ox.rest, ox.restOff, ox.restLent = nil, 0, nil
-		return buf, off, lent, false
+	if c.rest != nil {
+		buf, off = c.rest, c.restOff
+		c.rest, c.restOff = nil, 0
+		return buf, off, false
 	}
-	if !c.hasOutLocked() {
+	if c.out == nil || len(c.out.B) == 0 {
 		c.flushing = false
 		if c.state == stateClosing {
 			c.state = stateClosed
 			closeNow = true
 		}
-		return nil, 0, nil, closeNow
+		return nil, 0, closeNow
 	}
-	lent, size := c.takeLentLocked()
 	buf, c.out = c.out, nil
-	c.inflight = len(buf.B) + size
-	return buf, 0, lent, false
+	c.inflight = len(buf.B)
+	return buf, 0, false
 }
 
 // startWriteClock starts the write timeout (if any) of a write that may
@@ -401,16 +372,7 @@ func (c *conn[F]) startWriteClock() {
 	}
 }
 
-// dropRestLocked forgets a partly written batch, which the transport may
-// still refer to: it is not put back in the pool. Its lent payloads are
-// released: the only batches left partly written are the runner's and
-// Send's, which wrote them with one system call that has returned. outMu
-// is held.
+// dropRestLocked forgets a partly written batch. outMu is held.
 func (c *conn[F]) dropRestLocked() {
-	ox := c.ox
-	if ox == nil || ox.rest == nil {
-		return
-	}
-	settleLent(ox.restLent, false)
-	ox.rest, ox.restOff, ox.restLent = nil, 0, nil
+	c.rest, c.restOff = nil, 0 // the transport may refer to it: no pool
 }
