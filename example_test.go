@@ -17,7 +17,7 @@ func ExampleBuild() {
 	fmt.Println(o.MaxInboundBytes, o.WriteBufferHighWater)
 	// Output:
 	// true
-	// 1114112 262144
+	// 1114112 1048576
 }
 
 // Timeout errors implement net.Error.

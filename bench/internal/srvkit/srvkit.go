@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,7 @@ func Main(name string, start StartFunc) {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	memprofile := flag.String("memprofile", "", "write an allocation profile to `file` at exit")
+	traceOut := flag.String("trace", "", "write an execution trace of the whole run to `file` (go tool trace)")
 	flag.Parse()
 	log.SetPrefix(name + ": ")
 	log.SetFlags(0)
@@ -96,6 +98,16 @@ func Main(name string, start StartFunc) {
 			log.Fatal(err)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			log.Fatal(err)
+		}
+		defer func() { trace.Stop(); f.Close() }()
 	}
 	la, stop, err := start(*addr)
 	if err != nil {
