@@ -288,13 +288,17 @@ func WithMaxInboundBytes(n int) Option { return func(o *Options) { o.MaxInboundB
 // marks in bytes. At or over high the connection is not writable: Send
 // applies the backpressure policy and the engine stops decoding the
 // connection's input; it becomes writable again when the queue drains to low.
-// Defaults 512 KiB and 1 MiB: above what a pipelining peer usually has in
-// flight, since one read event can carry all of it and the replies to one
-// read are queued together. A high mark under that pauses the connection
-// at every burst, and resuming it costs a copy of the input held
-// meanwhile and a hand-off to another goroutine: in bench/ scenario s4
-// (64 KiB frames, 512 KiB in flight per connection) 256 KiB cost about 6%
-// more server CPU per frame, and Netty's 32/64 KiB paused at every reply.
+// Defaults 512 KiB and 1 MiB. The high mark should be above what a
+// pipelining peer keeps in flight, since one read event can carry all of
+// it and the replies to one read are queued together; under that, most
+// bursts pause the connection, and resuming it costs a copy of the input
+// held meanwhile and a hand-off to another goroutine. In bench/ scenario
+// s4 (64 KiB frames, 512 KiB in flight per connection) a 256 KiB high mark
+// cost 6-10% more server CPU per frame, and Netty's 32/64 KiB paused at
+// every reply. The price is memory: a connection whose peer does not read
+// can hold the high mark plus one frame of output, so a server with many
+// connections may want lower marks. A queue that grew past
+// WithMaxPooledBufferSize is left to the garbage collector once written.
 // 0 <= low <= high, high > 0. Servers and clients.
 func WithWriteBufferWaterMarks(low, high int) Option {
 	return func(o *Options) { o.WriteBufferLowWater, o.WriteBufferHighWater = low, high }

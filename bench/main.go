@@ -119,7 +119,7 @@ func main() {
 	foreignMax := flag.Float64("foreign-max", 15, "flag a run as disturbed when other work used more than this % of a core")
 	profile := flag.String("profile", "s1", "after the suite, profile the servers of -profile-impls (CPU and allocations) under these scenarios; \"\" for none")
 	profImpls := flag.String("profile-impls", "mai", "servers to profile")
-	flag.StringVar(&maiArgs, "mai-args", "", "extra flags for mai's server, e.g. \"-write-high 1048576 -write-low 524288\" (see servers/mai)")
+	flag.StringVar(&maiArgs, "mai-args", "", "extra flags for mai's server, e.g. \"-write-high 262144 -write-low 131072\" (see servers/mai)")
 	retries := flag.Int("retries", 2, "re-run a disturbed run up to this many times, keeping the least disturbed, while -budget allows")
 	budget := flag.Duration("budget", 8*time.Minute, "time the suite should take at most; retries stop when it would run over")
 	detail := flag.Bool("detail", false, "also report each server's user and system CPU per frame and, counted by perf stat in a second window of each run, its system calls per frame (needs perf, and root or kernel.perf_event_paranoid=-1)")

@@ -106,12 +106,13 @@ func (*signalWriter) close()              {}
 
 // BenchmarkSendFromOutside is a Send from a goroutine that is not the
 // connection's runner (a push to a client, a client's request) through
-// to its write: each Send hands the flush loop to a new flusher
-// goroutine (its closure is the one allocation), and the next Send waits
-// until the bytes were written. Reusing idle flushers instead, woken
-// through a channel, was slower (about 720 against 560 ns per Send) and
-// saved nothing measurable in the bench's s4, where the socket is full at
-// most flushes (server CPU 0.99x, 7 rounds).
+// to its write: each Send (almost always) hands the flush loop to a new
+// flusher goroutine, whose closures are what it allocates, and the next
+// Send waits until the bytes were written, so the time includes waking
+// the benchmark's own goroutine. Reusing idle flushers instead, woken
+// through a channel, was slower (650-790 against 520-640 ns per Send,
+// alternating runs) and saved nothing measurable in the bench's s4, where
+// the socket is full at most flushes (server CPU 0.99x, 7 rounds).
 //
 //	go test -run '^$' -bench SendFromOutside -benchmem ./engine/
 func BenchmarkSendFromOutside(b *testing.B) {

@@ -84,7 +84,7 @@ func Main(name string, start StartFunc) {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	memprofile := flag.String("memprofile", "", "write an allocation profile to `file` at exit")
-	traceOut := flag.String("trace", "", "write an execution trace of the whole run to `file` (go tool trace)")
+	traceOut := flag.String("trace", "", "write an execution trace of the run to `file` (go tool trace); complete when the server stops through \"quit\" or the end of its input")
 	flag.Parse()
 	log.SetPrefix(name + ": ")
 	log.SetFlags(0)
