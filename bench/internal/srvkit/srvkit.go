@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"runtime"
@@ -78,6 +79,23 @@ func Snapshot() Stats {
 // address it listens on and a function that stops it.
 type StartFunc func(addr string) (listenAddr string, stop func(context.Context) error, err error)
 
+// record starts a recording of the run (a CPU profile, an execution trace)
+// into the file at path, if path is set, and returns what stops it and
+// closes the file. It exits the process if the recording cannot start.
+func record(path string, start func(io.Writer) error, stop func()) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := start(f); err != nil {
+		log.Fatal(err)
+	}
+	return func() { stop(); f.Close() }
+}
+
 // Main parses the common flags, starts the server with start, serves the
 // control channel and exits when told to.
 func Main(name string, start StartFunc) {
@@ -89,26 +107,8 @@ func Main(name string, start StartFunc) {
 	log.SetPrefix(name + ": ")
 	log.SetFlags(0)
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
-	if *traceOut != "" {
-		f, err := os.Create(*traceOut)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := trace.Start(f); err != nil {
-			log.Fatal(err)
-		}
-		defer func() { trace.Stop(); f.Close() }()
-	}
+	defer record(*cpuprofile, pprof.StartCPUProfile, pprof.StopCPUProfile)()
+	defer record(*traceOut, trace.Start, trace.Stop)()
 	la, stop, err := start(*addr)
 	if err != nil {
 		log.Fatal(err)
