@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/mai-go/mai"
 	"github.com/mai-go/mai/bufpool"
 )
 
@@ -131,5 +132,49 @@ func BenchmarkSendFromOutside(b *testing.B) {
 			b.Fatal(err)
 		}
 		<-tr.wrote
+	}
+}
+
+// BenchmarkQueueFill queues what a full queue holds under the default
+// water marks (the 1 MiB high mark plus one frame: 17 frames of 64 KiB)
+// in one run of callbacks, as a burst of replies to a pipelining peer
+// does, and lets the runner write it at the end of the run (the marks are
+// set above it, so no flusher goroutine takes part): one iteration is one
+// fill and one write. It shows what a fill allocates when the pool's
+// largest kept buffer (WithMaxPooledBufferSize) is under the queue's
+// size, and when it is not.
+//
+//	go test -run '^$' -bench QueueFill -benchmem ./engine/
+func BenchmarkQueueFill(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		pooled int
+	}{{"pooled1MiB", 1 << 20}, {"pooled2MiB", 2 << 20}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := New(lengthField(b, 1<<20), echo{}, mai.WithMaxPooledBufferSize(bc.pooled),
+				mai.WithWriteBufferWaterMarks(4<<20, 8<<20))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer shutdown(b, e)
+			d := &discard{}
+			c := bareConn(b, e, d)
+			payload := make([]byte, 64<<10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				c.serial.Lock()
+				c.setFlag(flRunning)
+				for range 17 {
+					if err := c.Send(payload); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c.release()
+			}
+			if want := b.N * 17 * (4 + len(payload)); d.n != want {
+				b.Fatalf("wrote %d bytes, want %d", d.n, want)
+			}
+		})
 	}
 }
