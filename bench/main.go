@@ -324,11 +324,10 @@ func buildAll(impls, revs []string) ([]string, error) {
 	var ok []string
 	for _, impl := range impls {
 		_, rev := splitRev(impl)
-		err := build(trees[rev], binPath(impl), serverPkg(impl))
-		if err != nil && rev != "" { // asked for by name: no silent gap in the A/B
-			return nil, fmt.Errorf("building %s: %w", impl, err)
-		}
-		if err != nil {
+		if err := build(trees[rev], binPath(impl), serverPkg(impl)); err != nil {
+			if rev != "" { // asked for by name: no silent gap in the A/B
+				return nil, fmt.Errorf("building %s: %w", impl, err)
+			}
 			log.Printf("warning: %s does not build, left out: %v", impl, err)
 			continue
 		}

@@ -86,7 +86,11 @@ func runLoad(cfg config, sc scenario, impl string, srvArgs []string) (*stats.Res
 	if err != nil {
 		return nil, err
 	}
-	line, err := lg.expect("RESULT ", cfg.Warmup+2*cfg.Duration+60*time.Second)
+	window := cfg.Duration
+	if cfg.Detail {
+		window += cfg.Duration // the loadgen's -perf window follows the measured one
+	}
+	line, err := lg.expect("RESULT ", cfg.Warmup+window+60*time.Second)
 	lg.stop("")
 	if err != nil {
 		return nil, err

@@ -171,7 +171,7 @@ func (c *conn[F]) handOff(buf *bufpool.Buffer, off, written int) {
 		c.postWritability()
 	}
 	c.startWriteClock()
-	c.e.spawn(func() { c.flushLoop(false) })
+	c.e.goFlush(c)
 }
 
 // batchWritten settles a batch the transport took whole: its written

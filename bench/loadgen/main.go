@@ -367,7 +367,7 @@ func (w *worker) stream() {
 type cpuSnap struct {
 	at                    time.Time
 	serverUser, serverSys int64
-	server, client        int64
+	client                int64
 	system                []stats.CPUTimes
 }
 
@@ -375,7 +375,6 @@ func snapshot() cpuSnap {
 	s := cpuSnap{at: time.Now()}
 	if *serverPID > 0 {
 		s.serverUser, s.serverSys, _ = stats.ProcTimes(*serverPID)
-		s.server = s.serverUser + s.serverSys
 	}
 	s.client, _ = stats.ProcCPU(0)
 	s.system, _ = stats.SystemCPU()
@@ -400,9 +399,9 @@ func summarize(ws []*worker, before, after cpuSnap) stats.Result {
 	res.P50us = h.Quantile(0.50) / 1e3
 	res.P99us = h.Quantile(0.99) / 1e3
 	res.P999us = h.Quantile(0.999) / 1e3
-	res.ServerCPUSec = float64(after.server-before.server) / stats.ClockTicks
 	res.ServerUserSec = float64(after.serverUser-before.serverUser) / stats.ClockTicks
 	res.ServerSysSec = float64(after.serverSys-before.serverSys) / stats.ClockTicks
+	res.ServerCPUSec = float64(after.serverUser-before.serverUser+after.serverSys-before.serverSys) / stats.ClockTicks
 	res.ClientCPUSec = float64(after.client-before.client) / stats.ClockTicks
 	if res.Frames > 0 {
 		res.ServerUsPerFrame = res.ServerCPUSec * 1e6 / float64(res.Frames)

@@ -31,7 +31,6 @@ type perfWindow struct {
 // kernel.perf_event_paranoid at -1).
 func countSyscalls(pid int, d time.Duration) *perfWindow {
 	pw := &perfWindow{}
-	defer phase.Store(phaseStopping)
 	if pid <= 0 {
 		pw.err = fmt.Errorf("-perf needs -server-pid")
 		return pw

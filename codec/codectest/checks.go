@@ -109,8 +109,8 @@ func (s *suite[F]) roundTrip() error {
 		if err != nil {
 			return fmt.Errorf("sample %d %s: Encode: %w", i, show(smp), err)
 		}
-		if len(out) < len(prefix) || !bytes.Equal(out[:len(prefix)], prefix) {
-			return fmt.Errorf("sample %d %s: Encode did not append to dst: dst was %s, result starts %s", i, show(smp), show(prefix), show(out[:min(len(out), len(prefix))]))
+		if err := appendedTo(out, prefix); err != nil {
+			return fmt.Errorf("sample %d %s: Encode %w", i, show(smp), err)
 		}
 		enc := out[len(prefix):]
 		again, err := s.encode(c, nil, smp)

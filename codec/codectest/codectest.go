@@ -275,15 +275,24 @@ func (s *suite[F]) sameAsHeader(c codec.Codec[F], f F, enc []byte) error {
 	}
 	prefix := []byte{0xfe, 0xed}
 	hdr, payload, err := s.encodeHeader(he, append(make([]byte, 0, 8), prefix...), f)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("EncodeHeader(%s) failed where Encode did not: %w", show(f), err)
-	case len(hdr) < len(prefix) || !bytes.Equal(hdr[:len(prefix)], prefix):
-		return fmt.Errorf("EncodeHeader(%s) did not append to dst: dst was %s, result starts %s", show(f), show(prefix), show(hdr[:min(len(hdr), len(prefix))]))
+	}
+	if err := appendedTo(hdr, prefix); err != nil {
+		return fmt.Errorf("EncodeHeader(%s) %w", show(f), err)
 	}
 	got := append(bytes.Clone(hdr[len(prefix):]), payload...)
 	if !bytes.Equal(got, enc) {
 		return fmt.Errorf("EncodeHeader(%s) gave header %s and payload %s; Encode gave %s", show(f), show(hdr[len(prefix):]), show(payload), show(enc))
+	}
+	return nil
+}
+
+// appendedTo checks that out, an encoder's result for dst, starts with
+// dst's bytes: the encoder appended to dst.
+func appendedTo(out, dst []byte) error {
+	if len(out) < len(dst) || !bytes.Equal(out[:len(dst)], dst) {
+		return fmt.Errorf("did not append to dst: dst was %s, result starts %s", show(dst), show(out[:min(len(out), len(dst))]))
 	}
 	return nil
 }

@@ -16,7 +16,11 @@
 //     bytes every time) and decodes back to itself, consuming every byte. A
 //     codec with an EncodeHeader method (as codec.LengthField has) splits
 //     exactly Encode's bytes into its header and payload, here and wherever
-//     the kit re-encodes a decoded frame (the fuzz target too).
+//     the kit re-encodes a decoded frame (the fuzz target too). This is
+//     stricter than the engine, which calls EncodeHeader only on
+//     codec.LengthField and codec.Raw themselves: a codec that embeds one
+//     of them and changes Encode must change EncodeHeader to match (or
+//     wrap the built-in instead of embedding it) to pass.
 //   - Coalesced: all samples encoded back to back in one buffer decode, in
 //     one read, to the samples in order.
 //   - EverySplit: that buffer, cut into two reads at every byte position,

@@ -173,7 +173,7 @@ func (badHeader) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
 	return dst, frame, nil
 }
 
-// goodHeader splits u32's encoding as HeaderEncoder asks.
+// goodHeader splits u32's encoding as the kit checks: the header Encode writes, then the frame.
 type goodHeader struct{ u32 }
 
 func (goodHeader) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
