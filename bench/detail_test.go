@@ -132,7 +132,9 @@ func TestLoadgenPerf(t *testing.T) {
 	if s.Writes < 0.9 || s.Writes > 2 || s.Reads < 0.9 || s.Reads > 3 || s.Total < s.Reads+s.Writes {
 		t.Errorf("implausible counts per frame: %+v", *s)
 	}
-	if res.ServerUserSec < 0 || res.ServerSysSec < 0 || res.ServerUserSec+res.ServerSysSec > res.ServerCPUSec+1e-9 {
-		t.Errorf("user %v + sys %v against total %v", res.ServerUserSec, res.ServerSysSec, res.ServerCPUSec)
+	// The server echoed for the whole window: its CPU time must show
+	// (tens of clock ticks), split into non-negative user and system time.
+	if res.ServerUserSec < 0 || res.ServerSysSec < 0 || res.ServerCPUSec <= 0 {
+		t.Errorf("server CPU over the window: user %v, sys %v, total %v", res.ServerUserSec, res.ServerSysSec, res.ServerCPUSec)
 	}
 }
