@@ -41,6 +41,26 @@ func TestImplNames(t *testing.T) {
 			t.Errorf("ratioBase(%q) = %q, want %q", tc.impl, got, tc.ratioBase)
 		}
 	}
+	for _, tc := range []struct {
+		impl  string
+		impls []string
+		want  bool
+	}{
+		{"mai", []string{"mai", "gnet"}, false},                           // mai is the base
+		{"gnet", []string{"mai", "gnet"}, true},                           // a peer over mai
+		{"gnet", []string{"mai-epoll", "gnet"}, false},                    // mai did not run
+		{"mai-epoll@a1", []string{"mai-epoll", "mai-epoll@a1"}, true},     // an A/B over its base
+		{"mai-epoll@a1", []string{"mai", "mai-epoll@a1"}, false},          // its base did not run
+		{"mai-epoll", []string{"mai", "mai-epoll", "mai-epoll@a1"}, true}, // a peer of mai
+	} {
+		if got := hasRatio(tc.impl, tc.impls); got != tc.want {
+			t.Errorf("hasRatio(%q, %q) = %v, want %v", tc.impl, tc.impls, got, tc.want)
+		}
+	}
+	if got := versions([]string{"mai-epoll", "mai-epoll@a1", "mai@a1"}); got["mai-epoll"] != "mai with -transport epoll" ||
+		got["mai-epoll@a1"] != "(commit a1, -transport epoll)" || got["mai@a1"] != "(commit a1)" {
+		t.Errorf("versions = %q", got)
+	}
 	got := withRevs([]string{"mai", "mai-epoll", "gnet"}, []string{"a1", "b2"})
 	want := []string{"mai", "mai@a1", "mai@b2", "mai-epoll", "mai-epoll@a1", "mai-epoll@b2", "gnet"}
 	if !slices.Equal(got, want) {

@@ -197,7 +197,10 @@ func newReport(cfg config, scens []scenario, runs []Run) *Report {
 			row.Cells[impl] = c
 		}
 		for impl, c := range row.Cells {
-			if num, ok := row.Cells[ratioBase(impl)]; ok && impl != "mai" && c.Median != 0 {
+			if !hasRatio(impl, cfg.Impls) || c.Median == 0 {
+				continue
+			}
+			if num, ok := row.Cells[ratioBase(impl)]; ok {
 				row.Ratio[impl] = num.Median / c.Median
 			}
 		}
@@ -213,6 +216,12 @@ func ratioBase(impl string) string {
 		return base
 	}
 	return "mai"
+}
+
+// hasRatio reports whether impl gets a ratio column in a run of impls: it
+// is not mai itself, and what its ratio divides (ratioBase) ran too.
+func hasRatio(impl string, impls []string) bool {
+	return impl != "mai" && slices.Contains(impls, ratioBase(impl))
 }
 
 // rerender reads a results.json, summarizes its runs again, prints the
@@ -299,7 +308,7 @@ func (rep *Report) print(w io.Writer) {
 	header := []string{"", "metric"}
 	header = append(header, cfg.Impls...)
 	for _, impl := range cfg.Impls {
-		if base := ratioBase(impl); impl != "mai" && slices.Contains(cfg.Impls, base) {
+		if hasRatio(impl, cfg.Impls) {
 			peers = append(peers, impl)
 			if b, rev := splitRev(impl); rev != "" {
 				header = append(header, b+"/@"+rev)
@@ -425,15 +434,16 @@ func versions(impls []string) map[string]string {
 	}
 	out := map[string]string{"std": runtime.Version()}
 	for _, impl := range impls {
-		if base, rev := splitRev(impl); rev != "" {
+		flags := strings.Join(implArgs(impl), " ")
+		if _, rev := splitRev(impl); rev != "" {
 			out[impl] = "(commit " + rev + ")"
-			if base == "mai-epoll" {
-				out[impl] = "(commit " + rev + ", -transport epoll)"
+			if flags != "" {
+				out[impl] = "(commit " + rev + ", " + flags + ")"
 			}
 			continue
 		}
-		if impl == "mai-epoll" {
-			out[impl] = "mai with -transport epoll"
+		if impl != "mai" && isMai(impl) {
+			out[impl] = "mai with " + flags
 			continue
 		}
 		if impl == "mai" {
