@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"syscall"
 	"time"
 )
@@ -115,6 +116,13 @@ const (
 	// input offsets in 32 bits (a smaller connection); a single frame over
 	// it is better streamed than buffered.
 	MaxInboundLimit = 1 << 30
+
+	// MaxCountLimit is the largest count an engine accepts for what it
+	// allocates up front or keeps by number (ConnCapacity,
+	// MaxBufferPoolSize, Pollers, EventLoops): 1<<20, so that a mistyped
+	// value is an error from the constructor rather than an allocation
+	// that fails or exhausts memory.
+	MaxCountLimit = 1 << 20
 )
 
 // DefaultOptions returns the configuration used when no Option is given.
@@ -193,6 +201,12 @@ func (o *Options) validate() error {
 	switch {
 	case o.InitialBufferSize <= 0:
 		return bad("InitialBufferSize %d must be positive", o.InitialBufferSize)
+	case o.InitialBufferSize > MaxInboundLimit:
+		return bad("InitialBufferSize %d is over MaxInboundLimit %d", o.InitialBufferSize, MaxInboundLimit)
+	case o.MaxBufferPoolSize > MaxCountLimit:
+		return bad("MaxBufferPoolSize %d is over MaxCountLimit %d", o.MaxBufferPoolSize, MaxCountLimit)
+	case o.InitialBufferPoolSize > 0 && o.InitialBufferSize > math.MaxInt/o.InitialBufferPoolSize:
+		return bad("InitialBufferPoolSize %d buffers of InitialBufferSize %d bytes overflow an int", o.InitialBufferPoolSize, o.InitialBufferSize)
 	case o.InitialBufferPoolSize < 0:
 		return bad("InitialBufferPoolSize %d must not be negative", o.InitialBufferPoolSize)
 	case o.MaxBufferPoolSize < 0:
@@ -225,12 +239,12 @@ func (o *Options) validate() error {
 		return bad("TickInterval %v is under TimerResolution %v", o.TickInterval, o.TimerResolution)
 	case o.MaxConns < 0:
 		return bad("MaxConns %d must not be negative", o.MaxConns)
-	case o.Pollers < 0:
-		return bad("Pollers %d must not be negative", o.Pollers)
-	case o.ConnCapacity < 0:
-		return bad("ConnCapacity %d must not be negative", o.ConnCapacity)
-	case o.EventLoops < 0:
-		return bad("EventLoops %d must not be negative", o.EventLoops)
+	case o.Pollers < 0 || o.Pollers > MaxCountLimit:
+		return bad("Pollers %d must be in [0, MaxCountLimit %d]", o.Pollers, MaxCountLimit)
+	case o.ConnCapacity < 0 || o.ConnCapacity > MaxCountLimit:
+		return bad("ConnCapacity %d must be in [0, MaxCountLimit %d]", o.ConnCapacity, MaxCountLimit)
+	case o.EventLoops < 0 || o.EventLoops > MaxCountLimit:
+		return bad("EventLoops %d must be in [0, MaxCountLimit %d]", o.EventLoops, MaxCountLimit)
 	case o.Transport > TransportEpoll:
 		return bad("unknown Transport %d", o.Transport)
 	}
@@ -238,8 +252,8 @@ func (o *Options) validate() error {
 }
 
 // WithInitialBufferSize sets the capacity of a freshly allocated pooled
-// buffer (partial inbound frames, encoded outbound frames). Default 4 KiB.
-// Servers and clients.
+// buffer (partial inbound frames, encoded outbound frames). Default 4 KiB;
+// at most MaxInboundLimit. Servers and clients.
 func WithInitialBufferSize(n int) Option { return func(o *Options) { o.InitialBufferSize = n } }
 
 // WithInitialBufferPoolSize sets how many buffers are allocated when the
@@ -250,8 +264,8 @@ func WithInitialBufferPoolSize(n int) Option {
 }
 
 // WithMaxBufferPoolSize sets the most idle buffers the pool keeps; buffers
-// returned beyond it are left to the garbage collector. Default 1024.
-// Servers and clients.
+// returned beyond it are left to the garbage collector. Default 1024; at
+// most MaxCountLimit. Servers and clients.
 func WithMaxBufferPoolSize(n int) Option { return func(o *Options) { o.MaxBufferPoolSize = n } }
 
 // WithMaxPooledBufferSize sets the largest buffer capacity the pool keeps; a
@@ -313,9 +327,12 @@ func WithWriteBufferWaterMarks(low, high int) Option {
 // WithReadPause sets whether a connection's input stops being decoded while
 // its outbound queue is over the high water mark. Default true: a peer that
 // does not read its replies cannot make an echo-style handler queue without
-// bound; its input waits, within WithMaxInboundBytes. A client whose input
-// is the replies that drain its own pipeline may turn it off. Servers and
-// clients.
+// bound; its input waits, within WithMaxInboundBytes. The pause stops
+// decoding, not reading: a peer that keeps sending while the connection is
+// paused (one that pipelines far ahead of the replies it reads, too) fills
+// WithMaxInboundBytes and is closed with ErrInboundLimit, rather than
+// slowed down by TCP. A client whose input is the replies that drain its
+// own pipeline may turn it off. Servers and clients.
 func WithReadPause(on bool) Option { return func(o *Options) { o.NoReadPause = !on } }
 
 // WithBackpressure sets what Send does over the high water mark. Default
@@ -359,7 +376,8 @@ func WithTickInterval(d time.Duration) Option { return func(o *Options) { o.Tick
 func WithMaxConns(n int) Option { return func(o *Options) { o.MaxConns = n } }
 
 // WithConnCapacity pre-allocates the connection table for n connections.
-// Default 0: it grows on demand. Servers and clients.
+// Default 0: it grows on demand (beyond n too). At most MaxCountLimit.
+// Servers and clients.
 func WithConnCapacity(n int) Option { return func(o *Options) { o.ConnCapacity = n } }
 
 // WithTransport selects the I/O layer. Default TransportAuto. Servers and
@@ -384,6 +402,7 @@ func WithListenControl(fn func(network, address string, c syscall.RawConn) error
 // process-wide setting shared with every other netpoll user in the process,
 // which is why mai never changes it unless asked. Default 0: netpoll's own
 // configuration is left as it is (one poller per 20 CPUs, at least one).
+// At most MaxCountLimit.
 // How netpoll runs callbacks (its goroutine pool, or a goroutine per event
 // with netpoll.DisableGopool) is likewise left to the application. Do not
 // give netpoll a Runner that calls the callback inline on the poller: with
@@ -393,5 +412,6 @@ func WithListenControl(fn func(network, address string, c syscall.RawConn) error
 func WithPollers(n int) Option { return func(o *Options) { o.Pollers = n } }
 
 // WithEventLoops sets the number of event loops of the epoll transport.
-// Default 0: one per GOMAXPROCS. Servers and clients on TransportEpoll.
+// Default 0: one per GOMAXPROCS. At most MaxCountLimit. Servers and clients
+// on TransportEpoll.
 func WithEventLoops(n int) Option { return func(o *Options) { o.EventLoops = n } }

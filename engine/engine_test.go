@@ -619,9 +619,21 @@ func TestInvalidOptions(t *testing.T) {
 		"nil option":             {nil},
 		"frame over limit":       {mai.WithMaxFrameSize(mai.MaxInboundLimit + 1)},
 		"inbound over limit":     {mai.WithMaxInboundBytes(mai.MaxInboundLimit + 1)},
+		// Values so large that using them would panic: a slice that
+		// cannot be made.
+		"huge buffer":        {mai.WithInitialBufferSize(1 << 62)},
+		"huge pool":          {mai.WithMaxBufferPoolSize(1 << 62)},
+		"huge conn capacity": {mai.WithConnCapacity(1 << 62)},
+		"huge event loops":   {mai.WithEventLoops(1 << 62)},
+		"huge pollers":       {mai.WithPollers(1 << 62)},
 	}
 	for name, opts := range cases {
 		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("New panicked: %v", r)
+				}
+			}()
 			_, err := New(lengthField(t, 16), echo{}, opts...)
 			if !errors.Is(err, mai.ErrInvalidOption) {
 				t.Fatalf("got %v, want ErrInvalidOption", err)
