@@ -85,21 +85,26 @@ func (c ShutdownCmd[F]) run(e *ProtocolEngine[F]) Result {
 func (c ShutdownCmd[F]) reply() chan<- Result { return c.Reply }
 
 // Commands returns the engine's command channel. Commands run in the order
-// received, on one engine goroutine. Each Reply channel, when not nil,
-// receives exactly one Result; give it room for one (a buffered channel) —
-// an unbuffered Reply is served by a goroutine of its own so the command
-// loop never waits for a slow reader. After Shutdown starts, nothing reads
-// the channel any more: send with a select on Done (or the engine's
-// closing) to never block, e.g.
+// received, on one engine goroutine; a nil Command is ignored. The channel
+// is unbuffered: a send completes when that goroutine takes the command, so
+// a command that was sent is always answered. Each Reply channel, when not
+// nil, receives exactly one Result; give it room for one (a buffered
+// channel) — an unbuffered Reply is served by a goroutine of its own so the
+// command loop never waits for a slow reader.
+//
+// Once Shutdown has started, commands taken are answered with an error
+// wrapping mai.ErrShutdown (a ManageCmd's Conn is closed), and after the
+// engine has stopped nothing takes them: send with a select on Done (or
+// on the engine's closing) to never block, e.g.
 //
 //	select {
 //	case e.Commands() <- engine.ManageCmd[F]{Conn: c, Reply: ch}:
 //	case <-e.Done():
+//		c.Close() // not handed over
 //	}
 //
-// Commands still buffered when Shutdown starts are answered with an error
-// wrapping mai.ErrShutdown. ShutdownCmd's Reply receives its Result when the
-// engine has stopped, and only if it has room then (make it buffered).
+// ShutdownCmd's Reply receives its Result when the engine has stopped, and
+// only if it has room then (make it buffered).
 func (e *ProtocolEngine[F]) Commands() chan<- Command[F] { return e.cmds }
 
 func (e *ProtocolEngine[F]) commandLoop() {
@@ -111,6 +116,9 @@ func (e *ProtocolEngine[F]) commandLoop() {
 			for {
 				select {
 				case cmd := <-e.cmds:
+					if cmd == nil {
+						continue
+					}
 					if sc, ok := cmd.(ShutdownCmd[F]); ok {
 						e.runCommand(sc)
 						continue

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"net"
 	"testing"
@@ -89,4 +90,103 @@ func TestCommands(t *testing.T) {
 		}
 		r.check()
 	})
+}
+
+// blockingAdmitter holds the command loop inside Admit (a ManageCmd's
+// Manage) until release is closed.
+type blockingAdmitter struct {
+	*recorder
+	in      chan struct{}
+	release chan struct{}
+}
+
+func (a *blockingAdmitter) Admit(mai.ConnInfo) error {
+	a.in <- struct{}{}
+	<-a.release
+	return nil
+}
+
+// TestCommandsAcrossShutdown: every command a sender managed to send while
+// the engine stopped is answered exactly once (a ManageCmd's Conn is then
+// closed), nil commands are ignored on the way (one crashed the process
+// when the loop emptied the channel at shutdown), and once the engine has
+// stopped no send completes, so the documented select on Done never
+// strands a command (a buffered channel once took it and nothing answered).
+func TestCommandsAcrossShutdown(t *testing.T) {
+	h := &blockingAdmitter{recorder: newRecorder(t), in: make(chan struct{}, 1), release: make(chan struct{})}
+	e, err := New(lengthField(t, 1<<10), h, mai.WithTransport(mai.TransportStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, peer := net.Pipe()
+	defer peer.Close()
+	firstReply := make(chan Result, 1)
+	e.Commands() <- ManageCmd[[]byte]{Conn: first, Reply: firstReply}
+	recv(t, h.in, "Admit") // the command loop is held in Admit
+
+	// Senders wait while the loop is held: nil commands and hand-overs.
+	const senders = 16
+	type outcome struct {
+		sent  bool
+		reply chan Result
+		peer  net.Conn
+	}
+	outcomes := make(chan outcome, senders)
+	for i := range senders {
+		go func() {
+			if i%2 == 0 {
+				select {
+				case e.Commands() <- nil:
+				case <-e.Done():
+				}
+				outcomes <- outcome{}
+				return
+			}
+			a, b := net.Pipe()
+			o := outcome{reply: make(chan Result, 1), peer: b}
+			select {
+			case e.Commands() <- ManageCmd[[]byte]{Conn: a, Reply: o.reply}:
+				o.sent = true
+			case <-e.Done():
+				a.Close()
+			}
+			outcomes <- o
+		}()
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.Shutdown(context.Background()) }()
+	recv(t, e.closing, "Shutdown to begin")
+	close(h.release)
+	if err := recv(t, stopped, "Shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, firstReply, "the first ManageCmd's reply")
+	for range senders {
+		o := recv(t, outcomes, "a sender")
+		if o.reply == nil {
+			continue
+		}
+		if o.sent {
+			if res := recv(t, o.reply, "a ManageCmd's reply"); !errors.Is(res.Err, mai.ErrShutdown) {
+				t.Errorf("ManageCmd during shutdown: %+v, want ErrShutdown", res)
+			}
+			// The handed-over conn was closed: the peer reads EOF.
+			if _, err := o.peer.Read(make([]byte, 1)); err == nil {
+				t.Error("a refused ManageCmd's Conn was not closed")
+			}
+		}
+		o.peer.Close()
+	}
+
+	// After the stop no command is taken.
+	for range 50 {
+		a, b := net.Pipe()
+		select {
+		case e.Commands() <- ManageCmd[[]byte]{Conn: a}:
+			t.Fatal("a command was taken after the engine stopped")
+		case <-e.Done():
+		}
+		a.Close()
+		b.Close()
+	}
 }

@@ -137,7 +137,7 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 		wheel:     timerwheel.New(o.TimerResolution, 512),
 		wdFired:   watchdogFired[F],
 		useNP:     useNP,
-		cmds:      make(chan Command[F], 128),
+		cmds:      make(chan Command[F]), // unbuffered: a command sent is a command taken (see Commands)
 		allDone:   make(chan struct{}),
 		listeners: make(map[string]*listener),
 		closing:   make(chan struct{}),
