@@ -107,8 +107,10 @@ type conn[F any] struct {
 }
 
 // The bits of conn.flags: state that the read path checks between frames
-// without taking a lock. One word instead of five atomics keeps a conn in a
-// smaller size class and lets decodeFrom test two flags with one load.
+// without taking a lock, and flDipped, which lives here only because the
+// word has room and a conn has none. One word instead of six atomics keeps
+// a conn in a smaller size class and lets decodeFrom test two flags with
+// one load.
 const (
 	// flRunning is set while serial is held by a runner; Sends made then
 	// are flushed by the runner when it lets go, as one batch.
@@ -117,6 +119,7 @@ const (
 	flClosing         // decoding stops once the connection is closing for any reason
 	flGotFrame        // a first frame arrived (handshake timeout)
 	flMail            // events wait in the mailbox (set and cleared under xmu)
+	flDipped          // writable went false since the runner last reported writability (set and cleared under outMu)
 )
 
 // The bits of conn.caps: what the codec and the transport can do, fixed

@@ -157,7 +157,7 @@ func (c *conn[F]) markPartial(progress bool) {
 	if progress || c.readStart.Load() == 0 {
 		now := c.e.wheel.Now()
 		c.readStart.Store(now)
-		c.armBy(now + int64(c.e.opts.ReadTimeout))
+		c.armBy(after(now, c.e.opts.ReadTimeout))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"slices"
 	"sync"
@@ -455,5 +456,85 @@ func TestEngineTimers(t *testing.T) {
 	defer shutdown(t, plain)
 	if _, err := plain.SetTimer(time.Millisecond, nil); !errors.Is(err, mai.ErrUnsupported) {
 		t.Errorf("SetTimer without EngineTimerHandler: %v, want ErrUnsupported", err)
+	}
+}
+
+// forever is the largest time.Duration, a common way to say "never".
+const forever = time.Duration(math.MaxInt64)
+
+// tickTimers is a Ticker and an EngineTimerHandler.
+type tickTimers struct {
+	engineTimers
+	ticks chan time.Time
+}
+
+func (h tickTimers) OnTick(now time.Time) {
+	select {
+	case h.ticks <- now:
+	default:
+	}
+}
+
+// TestForeverDurations: a duration of math.MaxInt64, for every timeout,
+// the tick interval and both kinds of timer, means "not in this process's
+// lifetime". It once wrapped around into the past and fired at once, so
+// the idle or read timeout closed a connection as soon as it was armed.
+// A short witness timer set after them must fire first.
+func TestForeverDurations(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r := newRecorder(t)
+		timeouts := make(chan mai.Timeout, 8)
+		r.onTimeout = func(c mai.Context[[]byte], to mai.Timeout) error {
+			timeouts <- to
+			return nil
+		}
+		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr),
+			mai.WithIdleTimeout(forever), mai.WithReadTimeout(forever),
+			mai.WithWriteTimeout(forever), mai.WithHandshakeTimeout(forever))
+		c := dial(t, addr)
+		cx := recv(t, r.ready, "OnReady")
+		if _, err := c.Write(frame([]byte("abc"))[:5]); err != nil { // a partial frame: the read clock runs
+			t.Fatal(err)
+		}
+		// First the timeouts alone, then a timer of the same duration.
+		for _, timer := range []bool{false, true} {
+			if timer {
+				if _, err := cx.SetTimer(forever, "forever"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := cx.SetTimer(50*time.Millisecond, "witness"); err != nil {
+				t.Fatal(err)
+			}
+			if to := recv(t, timeouts, "a timeout"); to.Kind != mai.TimeoutTimer || to.Payload != "witness" {
+				t.Fatalf("first timeout %+v, want the witness timer", to)
+			}
+			select {
+			case id := <-r.closed:
+				t.Fatalf("connection %v closed: %v", id, r.errorsOf(id))
+			default:
+			}
+		}
+	})
+
+	h := tickTimers{engineTimers{fired: make(chan engineFire, 8)}, make(chan time.Time, 8)}
+	e, err := New(lengthField(t, 1<<10), h, mai.WithTickInterval(forever))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, e)
+	if _, err := e.SetTimer(forever, "forever"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.SetTimer(50*time.Millisecond, "witness"); err != nil {
+		t.Fatal(err)
+	}
+	if f := recv(t, h.fired, "an engine timer"); f.payload != "witness" {
+		t.Fatalf("engine timer %v fired first, want the witness", f.payload)
+	}
+	select {
+	case <-h.ticks:
+		t.Fatal("OnTick with a tick interval of math.MaxInt64")
+	default:
 	}
 }

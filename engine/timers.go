@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mai-go/mai"
@@ -39,7 +40,18 @@ func (c *conn[F]) startWatchdog() {
 // wheel's coarse clock, which lags by up to a tick, so this keeps an idle
 // timeout from ever firing early.
 func (c *conn[F]) idleSpan() int64 {
-	return int64(c.e.opts.IdleTimeout + c.e.opts.TimerResolution)
+	return after(int64(c.e.opts.IdleTimeout), c.e.opts.TimerResolution)
+}
+
+// after returns the wheel time d after t, saturated at math.MaxInt64: a
+// duration meant as "never" (math.MaxInt64) must not wrap around into the
+// past, where it would fire at once. The wheel keeps such a deadline at
+// its last tick, about 292 years away.
+func after(t int64, d time.Duration) int64 {
+	if d > 0 && t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return t + int64(d)
 }
 
 // nextDeadline is the earliest time a timeout could expire, or 0.
@@ -52,16 +64,16 @@ func (c *conn[F]) nextDeadline() int64 {
 		}
 	}
 	if o.IdleTimeout > 0 {
-		earliest(c.lastActivity.Load() + c.idleSpan())
+		earliest(after(c.lastActivity.Load(), time.Duration(c.idleSpan())))
 	}
 	if rs := c.readStart.Load(); o.ReadTimeout > 0 && rs != 0 {
-		earliest(rs + int64(o.ReadTimeout))
+		earliest(after(rs, o.ReadTimeout))
 	}
 	if ws := c.writeStart.Load(); o.WriteTimeout > 0 && ws != 0 {
-		earliest(ws + int64(o.WriteTimeout))
+		earliest(after(ws, o.WriteTimeout))
 	}
 	if o.HandshakeTimeout > 0 && !c.hasFlag(flGotFrame) && !c.handshakeFired {
-		earliest(c.readyAt + int64(o.HandshakeTimeout))
+		earliest(after(c.readyAt, o.HandshakeTimeout))
 	}
 	return d
 }
@@ -159,7 +171,7 @@ func (c *conn[F]) SetTimer(d time.Duration, payload any) (mai.TimerID, error) {
 		x.timers = make(map[mai.TimerID]*connTimer[F])
 	}
 	x.timers[ct.id] = ct
-	c.e.wheel.Schedule(&ct.t, c.e.wheel.Now()+int64(d))
+	c.e.wheel.Schedule(&ct.t, after(c.e.wheel.Now(), d))
 	c.xmu.Unlock()
 	return ct.id, nil
 }
@@ -224,7 +236,7 @@ func (e *ProtocolEngine[F]) SetTimer(d time.Duration, payload any) (mai.TimerID,
 		return 0, fmt.Errorf("set timer: %w", mai.ErrShutdown)
 	}
 	e.timers[et.id] = et
-	e.wheel.Schedule(&et.t, e.wheel.Now()+int64(d))
+	e.wheel.Schedule(&et.t, after(e.wheel.Now(), d))
 	return et.id, nil
 }
 
@@ -274,7 +286,7 @@ func (e *ProtocolEngine[F]) startTick() {
 		return
 	}
 	e.tick.Init(tickFired[F], e)
-	e.wheel.Schedule(&e.tick, e.wheel.Now()+int64(e.opts.TickInterval))
+	e.wheel.Schedule(&e.tick, after(e.wheel.Now(), e.opts.TickInterval))
 }
 
 func tickFired[F any](t *timerwheel.Timer, now int64) {
@@ -282,7 +294,7 @@ func tickFired[F any](t *timerwheel.Timer, now int64) {
 	e.timersMu.Lock()
 	dead := e.timersDead
 	if !dead {
-		e.wheel.Schedule(&e.tick, now+int64(e.opts.TickInterval))
+		e.wheel.Schedule(&e.tick, after(now, e.opts.TickInterval))
 	}
 	e.timersMu.Unlock()
 	if dead {

@@ -91,6 +91,7 @@ func (c *conn[F]) crossedHighLocked(queued int) bool {
 		return false
 	}
 	c.writable = false
+	c.setFlag(flDipped)
 	if !c.e.opts.NoReadPause {
 		c.setFlag(flPaused)
 	}
@@ -368,7 +369,7 @@ func (c *conn[F]) startWriteClock() {
 	if wt := c.e.opts.WriteTimeout; wt > 0 {
 		now := c.e.wheel.Now()
 		c.writeStart.Store(now)
-		c.armBy(now + int64(wt))
+		c.armBy(after(now, wt))
 	}
 }
 

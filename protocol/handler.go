@@ -119,7 +119,12 @@ type ConnTicker[F any] interface {
 // WritabilityHandler is implemented by a Handler that wants to know when a
 // connection's outbound queue crosses the high water mark (writable false)
 // and drains back to the low water mark (writable true). Serialized with the
-// connection's other callbacks.
+// connection's other callbacks. The calls alternate, starting with false,
+// and a crossing is never swallowed: when the queue drained again before
+// the callback could run, false and true come one after the other (several
+// such round trips before it runs are told as one). So after
+// Send returned ErrBackpressure, OnWritabilityChanged(true) follows once the
+// queue drains, unless the connection closes first.
 type WritabilityHandler[F any] interface {
 	OnWritabilityChanged(c mai.Context[F], writable bool)
 }
