@@ -90,12 +90,16 @@ func (c ShutdownCmd[F]) reply() chan<- Result { return c.Reply }
 // a command that was sent is always answered. Each Reply channel, when not
 // nil, receives exactly one Result; give it room for one (a buffered
 // channel) — an unbuffered Reply is served by a goroutine of its own so the
-// command loop never waits for a slow reader.
+// command loop never waits for a slow reader. Code that the command loop
+// itself runs (the handler's Admit for a ManageCmd, a BroadcastCmd's
+// Filter) must not send to the channel: the send would wait for the loop,
+// which waits for it.
 //
-// Once Shutdown has started, commands taken are answered with an error
-// wrapping mai.ErrShutdown (a ManageCmd's Conn is closed), and after the
-// engine has stopped nothing takes them: send with a select on Done (or
-// on the engine's closing) to never block, e.g.
+// Once Shutdown has started, a command taken is either run (a SendCmd to a
+// connection still draining may succeed) or answered with an error
+// wrapping mai.ErrShutdown; a ManageCmd is refused then, and its Conn
+// closed. After the engine has stopped nothing takes commands: send with a
+// select on Done (or on the engine's closing) to never block, e.g.
 //
 //	select {
 //	case e.Commands() <- engine.ManageCmd[F]{Conn: c, Reply: ch}:
