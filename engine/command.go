@@ -98,8 +98,9 @@ func (c ShutdownCmd[F]) reply() chan<- Result { return c.Reply }
 // Once Shutdown has started, a command taken is either run (a SendCmd to a
 // connection still draining may succeed) or answered with an error
 // wrapping mai.ErrShutdown; a ManageCmd is refused then, and its Conn
-// closed. After the engine has stopped nothing takes commands: send with a
-// select on Done (or on the engine's closing) to never block, e.g.
+// closed. Commands are taken until the engine has stopped, so a callback
+// may send one during the shutdown. After the stop nothing takes them:
+// send with a select on Done to never block, e.g.
 //
 //	select {
 //	case e.Commands() <- engine.ManageCmd[F]{Conn: c, Reply: ch}:
@@ -117,21 +118,14 @@ func (e *ProtocolEngine[F]) commandLoop() {
 		case cmd := <-e.cmds:
 			e.runCommand(cmd)
 		case <-e.closing:
+			// Until the engine has stopped, commands are still taken (a
+			// callback or Admit that sends one during the shutdown must
+			// not wait for a stop that waits for it) and refused.
 			for {
 				select {
 				case cmd := <-e.cmds:
-					if cmd == nil {
-						continue
-					}
-					if sc, ok := cmd.(ShutdownCmd[F]); ok {
-						e.runCommand(sc)
-						continue
-					}
-					if mc, ok := cmd.(ManageCmd[F]); ok && mc.Conn != nil {
-						_ = mc.Conn.Close()
-					}
-					e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", mai.ErrShutdown)})
-				default:
+					e.refuseCommand(cmd)
+				case <-e.done:
 					return
 				}
 			}
@@ -139,12 +133,30 @@ func (e *ProtocolEngine[F]) commandLoop() {
 	}
 }
 
+// refuseCommand answers a command taken while the engine stops.
+func (e *ProtocolEngine[F]) refuseCommand(cmd Command[F]) {
+	switch cmd := cmd.(type) {
+	case nil:
+		return
+	case ShutdownCmd[F]:
+		e.runCommand(cmd)
+		return
+	case ManageCmd[F]:
+		if cmd.Conn != nil {
+			_ = cmd.Conn.Close()
+		}
+	}
+	e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", mai.ErrShutdown)})
+}
+
 func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
 	if cmd == nil {
 		return
 	}
 	if sc, ok := cmd.(ShutdownCmd[F]); ok {
-		e.shutdownOnce.Do(e.beginShutdown)
+		// Not on this goroutine: beginShutdown waits for the accept
+		// loops, whose Admit may be sending a command to this loop.
+		go e.shutdownOnce.Do(e.beginShutdown)
 		if sc.Reply != nil {
 			// The reply waits for the stop, which includes this loop's
 			// exit, so it cannot be one of the engine's counted goroutines.

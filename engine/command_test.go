@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/protocol"
 )
 
 // TestCommands drives every command through the command channel: Broadcast
@@ -187,6 +188,82 @@ func TestCommandsAcrossShutdown(t *testing.T) {
 		case <-e.Done():
 		}
 		a.Close()
+		b.Close()
+	}
+}
+
+// selfCommander sends a command to its own engine, with the select on Done
+// that Commands documents, from OnClosed and (once Shutdown has begun)
+// from Admit, which runs on an accept loop for a listener's connections.
+type selfCommander struct {
+	protocol.Base[[]byte]
+	e       *ProtocolEngine[[]byte]
+	hold    bool // set before the accept loop starts: Admit waits for the shutdown
+	held    chan struct{}
+	results chan Result
+}
+
+func (s *selfCommander) command() {
+	reply := make(chan Result, 1)
+	select {
+	case s.e.Commands() <- BroadcastCmd[[]byte]{Frame: []byte("bye"), Reply: reply}:
+		s.results <- <-reply
+	case <-s.e.Done():
+		s.results <- Result{Err: errors.New("not taken")}
+	}
+}
+
+func (s *selfCommander) Admit(mai.ConnInfo) error {
+	if s.hold {
+		s.held <- struct{}{}
+		<-s.e.closing // admitted only once Shutdown has begun
+		s.command()
+	}
+	return nil
+}
+
+func (s *selfCommander) OnClosed(mai.Context[[]byte], error) { s.command() }
+
+// TestCommandsFromCallbacksAtShutdown: commands sent during the shutdown,
+// by a callback (OnClosed) or by Admit on an accept loop, are taken and
+// answered, and the engine stops, whether Shutdown was called or sent as
+// a ShutdownCmd. The loop that takes them must not be waited for by the
+// stop it serves: ShutdownCmd once ran the stop on it, which waited for
+// the accept loop, which waited for it.
+func TestCommandsFromCallbacksAtShutdown(t *testing.T) {
+	for _, viaCmd := range []bool{false, true} {
+		h := &selfCommander{held: make(chan struct{}, 1), results: make(chan Result, 4)}
+		e, err := New(lengthField(t, 1<<10), h, mai.WithTransport(mai.TransportStd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.e = e
+		a, b := net.Pipe() // a live connection: its OnClosed runs in the shutdown
+		if _, err := e.Manage(a); err != nil {
+			t.Fatal(err)
+		}
+		h.hold = true
+		addr, err := e.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv(t, h.held, "Admit")
+		if viaCmd {
+			e.Commands() <- ShutdownCmd[[]byte]{}
+		} else {
+			go func() { _ = e.Shutdown(context.Background()) }()
+		}
+		for range 2 { // Admit's and OnClosed's
+			if res := recv(t, h.results, "a command's result"); res.Err != nil && !errors.Is(res.Err, mai.ErrShutdown) {
+				t.Errorf("shutdown %v: command result %v", map[bool]string{false: "by call", true: "by command"}[viaCmd], res.Err)
+			}
+		}
+		recv(t, e.Done(), "the engine to stop")
+		nc.Close()
 		b.Close()
 	}
 }

@@ -163,7 +163,9 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 	e.reg.init(o.ConnCapacity)
 	e.exec.spawn = e.spawn
 	e.spawn(func() { e.wheel.Run(e.stopWheel) })
-	e.spawn(e.commandLoop)
+	// The command loop serves until the engine has stopped, so it cannot
+	// be one of the goroutines the stop waits for: it ends on done.
+	go e.commandLoop()
 	e.startTick()
 	return e, nil
 }
