@@ -120,8 +120,10 @@ const (
 	// MaxCountLimit is the largest count an engine accepts for what it
 	// allocates up front or keeps by number (ConnCapacity,
 	// MaxBufferPoolSize, Pollers, EventLoops): 1<<20, so that a mistyped
-	// value is an error from the constructor rather than an allocation
-	// that fails or exhausts memory.
+	// value is an error from the constructor rather than a slice that
+	// cannot be made. It does not bound memory by itself: the pool's
+	// up-front allocation is InitialBufferPoolSize buffers of
+	// InitialBufferSize bytes, as given.
 	MaxCountLimit = 1 << 20
 )
 
