@@ -78,11 +78,27 @@ func (c CloseCmd[F]) run(e *ProtocolEngine[F]) Result {
 }
 func (c CloseCmd[F]) reply() chan<- Result { return c.Reply }
 
+// run starts the stop on a goroutine of its own, not on the command loop:
+// beginShutdown waits for the accept loops, whose Admit may be sending a
+// command to the loop. It answers Reply itself, once the engine has
+// stopped, so reply is nil.
 func (c ShutdownCmd[F]) run(e *ProtocolEngine[F]) Result {
-	e.shutdownOnce.Do(e.beginShutdown)
+	go e.shutdownOnce.Do(e.beginShutdown)
+	if c.Reply != nil {
+		// The reply waits for the stop, so it cannot be one of the
+		// goroutines the stop waits for. It never blocks after the stop:
+		// Reply must have room.
+		go func() {
+			<-e.done
+			select {
+			case c.Reply <- Result{}:
+			default:
+			}
+		}()
+	}
 	return Result{}
 }
-func (c ShutdownCmd[F]) reply() chan<- Result { return c.Reply }
+func (c ShutdownCmd[F]) reply() chan<- Result { return nil }
 
 // Commands returns the engine's command channel. Commands run in the order
 // received, on one engine goroutine; a nil Command is ignored. The channel
@@ -139,7 +155,7 @@ func (e *ProtocolEngine[F]) refuseCommand(cmd Command[F]) {
 	case nil:
 		return
 	case ShutdownCmd[F]:
-		e.runCommand(cmd)
+		cmd.run(e) // the stop has begun; Reply still gets its Result at the end
 		return
 	case ManageCmd[F]:
 		if cmd.Conn != nil {
@@ -150,28 +166,9 @@ func (e *ProtocolEngine[F]) refuseCommand(cmd Command[F]) {
 }
 
 func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
-	if cmd == nil {
-		return
+	if cmd != nil {
+		e.deliver(cmd.reply(), cmd.run(e))
 	}
-	if sc, ok := cmd.(ShutdownCmd[F]); ok {
-		// Not on this goroutine: beginShutdown waits for the accept
-		// loops, whose Admit may be sending a command to this loop.
-		go e.shutdownOnce.Do(e.beginShutdown)
-		if sc.Reply != nil {
-			// The reply waits for the stop, which includes this loop's
-			// exit, so it cannot be one of the engine's counted goroutines.
-			// It never blocks after the stop: Reply must have room.
-			go func() {
-				<-e.done
-				select {
-				case sc.Reply <- Result{}:
-				default:
-				}
-			}()
-		}
-		return
-	}
-	e.deliver(cmd.reply(), cmd.run(e))
 }
 
 // deliver sends r on ch without holding up the command loop.

@@ -465,15 +465,10 @@ const forever = time.Duration(math.MaxInt64)
 // tickTimers is a Ticker and an EngineTimerHandler.
 type tickTimers struct {
 	engineTimers
-	ticks chan time.Time
+	tick tickHandler
 }
 
-func (h tickTimers) OnTick(now time.Time) {
-	select {
-	case h.ticks <- now:
-	default:
-	}
-}
+func (h tickTimers) OnTick(now time.Time) { h.tick.OnTick(now) }
 
 // TestForeverDurations: a duration of math.MaxInt64, for every timeout,
 // the tick interval and both kinds of timer, means "not in this process's
@@ -517,7 +512,7 @@ func TestForeverDurations(t *testing.T) {
 		}
 	})
 
-	h := tickTimers{engineTimers{fired: make(chan engineFire, 8)}, make(chan time.Time, 8)}
+	h := tickTimers{engineTimers{fired: make(chan engineFire, 8)}, tickHandler{ticks: make(chan time.Time, 8)}}
 	e, err := New(lengthField(t, 1<<10), h, mai.WithTickInterval(forever))
 	if err != nil {
 		t.Fatal(err)
@@ -533,7 +528,7 @@ func TestForeverDurations(t *testing.T) {
 		t.Fatalf("engine timer %v fired first, want the witness", f.payload)
 	}
 	select {
-	case <-h.ticks:
+	case <-h.tick.ticks:
 		t.Fatal("OnTick with a tick interval of math.MaxInt64")
 	default:
 	}
