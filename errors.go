@@ -27,7 +27,11 @@ var (
 	ErrFrameTooLarge = codec.ErrFrameTooLarge
 
 	// ErrInboundLimit reports a connection that held more un-decoded or
-	// un-handled input than WithMaxInboundBytes allows.
+	// un-handled input than WithMaxInboundBytes allows. The std and epoll
+	// transports stop reading at the bound instead, so there it only
+	// reports a partial frame that alone fills it; netpoll cannot stop
+	// reading, and reports it for a peer that goes on sending while the
+	// connection is paused.
 	ErrInboundLimit = errors.New("mai: inbound buffer limit exceeded")
 
 	// ErrBackpressure is returned by Send when the connection's queued

@@ -297,8 +297,10 @@ func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize =
 
 // WithMaxInboundBytes bounds the input a connection may hold un-decoded or
 // un-handled (a partial frame plus input that arrived while decoding was
-// paused by backpressure); over it the connection closes with
-// ErrInboundLimit. Default MaxFrameSize + 64 KiB (at most
+// paused by backpressure). On the std and epoll transports the connection
+// stops reading when it holds that much (see WithReadPause); on netpoll,
+// which cannot stop reading, it closes with ErrInboundLimit when it would
+// hold more. Default MaxFrameSize + 64 KiB (at most
 // MaxInboundLimit); must be at least MaxFrameSize and at most
 // MaxInboundLimit (1 GiB). With frames within 64 KiB of the limit the
 // default leaves less than 64 KiB of room beyond a largest frame, for input
@@ -329,12 +331,19 @@ func WithWriteBufferWaterMarks(low, high int) Option {
 // WithReadPause sets whether a connection's input stops being decoded while
 // its outbound queue is over the high water mark. Default true: a peer that
 // does not read its replies cannot make an echo-style handler queue without
-// bound; its input waits, within WithMaxInboundBytes. The pause stops
-// decoding, not reading: a peer that keeps sending while the connection is
-// paused (one that pipelines far ahead of the replies it reads, too) fills
-// WithMaxInboundBytes and is closed with ErrInboundLimit, rather than
-// slowed down by TCP. A client whose input is the replies that drain its
-// own pipeline may turn it off. Servers and clients.
+// bound. While paused, the connection reads ahead until the input it holds
+// fills WithMaxInboundBytes, and then, on the std and epoll transports,
+// stops reading until the queue drains to the low mark: TCP slows the peer
+// down, and a peer that pipelines far ahead of the replies it reads is
+// served at the pace it reads them. A peer that never reads is closed by
+// WithWriteTimeout. netpoll cannot stop reading (netpoll#422): there a
+// peer that goes on sending fills the bound and is closed with
+// ErrInboundLimit.
+//
+// Turn it off in clients whose input is the replies that drain their own
+// pipeline: two peers that both stop reading while their queues are full
+// wait for each other until the write timeout closes them. Servers and
+// clients.
 func WithReadPause(on bool) Option { return func(o *Options) { o.NoReadPause = !on } }
 
 // WithBackpressure sets what Send does over the high water mark. Default

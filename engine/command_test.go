@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"testing"
 
@@ -266,4 +267,71 @@ func TestCommandsFromCallbacksAtShutdown(t *testing.T) {
 		nc.Close()
 		b.Close()
 	}
+}
+
+// TestManageClosedConn: a net.Conn closed on this side before it is
+// handed over is an error from Manage and from a ManageCmd, the same on
+// every transport, and no callback runs; one whose peer has gone is taken,
+// and ends with OnClosed(EOF) after OnReady.
+func TestManageClosedConn(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r := newRecorder(t)
+		e, err := New(lengthField(t, 1<<10), r, mai.WithTransport(tr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer shutdown(t, e)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		pair := func() (net.Conn, net.Conn) {
+			a, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close(); b.Close() })
+			return a, b
+		}
+		wantClosed := func(how string, err error) {
+			t.Helper()
+			if !errors.Is(err, mai.ErrClosed) || !errors.Is(err, net.ErrClosed) {
+				t.Errorf("%s of a closed conn: %v, want mai.ErrClosed and net.ErrClosed", how, err)
+			}
+		}
+		a, _ := pair()
+		a.Close()
+		_, err = e.Manage(a)
+		wantClosed("Manage", err)
+		a, _ = pair()
+		a.Close()
+		reply := make(chan Result, 1)
+		e.Commands() <- ManageCmd[[]byte]{Conn: a, Reply: reply}
+		wantClosed("ManageCmd", recv(t, reply, "the ManageCmd's result").Err)
+		if n := e.Len(); n != 0 {
+			t.Errorf("%d connections after refusing closed ones", n)
+		}
+
+		a, b := pair()
+		b.Close()
+		id, err := e.Manage(a)
+		if err != nil {
+			t.Fatalf("Manage of a conn whose peer has gone: %v", err)
+		}
+		if got := recv(t, r.ready, "OnReady").ID(); got != id {
+			t.Fatalf("OnReady for %v, managed %v", got, id)
+		}
+		if got := recv(t, r.closed, "OnClosed"); got != id {
+			t.Fatalf("OnClosed for %v, managed %v", got, id)
+		}
+		if cause := r.causeOf(id); !errors.Is(cause, io.EOF) {
+			t.Errorf("OnClosed cause %v, want io.EOF", cause)
+		}
+		r.check()
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mai-go/mai"
@@ -453,11 +454,35 @@ func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string, o
 // which owns it from then on (the engine may close nc and continue on a
 // duplicate of its descriptor). On error nc is closed. OnReady may run
 // before Manage returns (use WithSession to hand state to the callbacks).
+// A connection already closed on this side is an error that matches
+// mai.ErrClosed and net.ErrClosed, where nc has a descriptor to tell it
+// by (TCP, Unix); one whose peer has gone is taken, and OnClosed follows
+// OnReady.
 func (e *ProtocolEngine[F]) Manage(nc net.Conn, opts ...ConnOption) (mai.ConnID, error) {
 	if nc == nil {
 		return 0, fmt.Errorf("%w: nil net.Conn", mai.ErrInvalidOption)
 	}
+	if err := closedConn(nc); err != nil {
+		return 0, fmt.Errorf("manage: %w: %w", mai.ErrClosed, err)
+	}
 	return e.adopt(nc, mai.OriginManaged, nil, opts...)
+}
+
+// closedConn returns the error of a net.Conn closed on this side, when
+// its descriptor can tell.
+func closedConn(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err == nil {
+		err = raw.Control(func(uintptr) {})
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Shutdown stops the engine in order: it stops accepting, closes every

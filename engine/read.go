@@ -14,7 +14,13 @@ import (
 // data is still valid, so frames may alias it) or copied into the pending
 // buffer. input never waits for more bytes; it may wait for serial while a
 // timer or Do callback of the same connection runs.
-func (c *conn[F]) input(data []byte) {
+//
+// It returns the most the transport may read for the next input (see
+// roomLocked). A transport that reads no more than that never makes the
+// connection fail with ErrInboundLimit, and one that stops reading at 0
+// (until resumeReading) lets TCP slow down a peer that sends while the
+// connection is paused.
+func (c *conn[F]) input(data []byte) (room int) {
 	c.bytesIn.Add(uint64(len(data)))
 	c.serial.Lock()
 	c.setFlag(flRunning)
@@ -23,8 +29,57 @@ func (c *conn[F]) input(data []byte) {
 	if !c.finished && !c.poisoned && !c.hasFlag(flClosing) {
 		c.consume(data)
 	}
+	room = c.roomLocked()
 	c.release()
+	return room
 }
+
+// readRoom is input's result without an input: what the transport may
+// read now. A transport that stopped at 0 asks it after the pause ended,
+// since the connection may have paused again meanwhile. It takes the
+// runner role as input does, so it may run queued events.
+func (c *conn[F]) readRoom() int {
+	c.serial.Lock()
+	c.setFlag(flRunning)
+	c.drain()
+	room := c.roomLocked()
+	c.release()
+	return room
+}
+
+// roomLocked returns how much input the connection can take now without
+// going over WithMaxInboundBytes: the bound less the undecoded bytes held.
+// That is 0 only while decoding is paused and the held input fills the
+// bound. Unpaused, the held bytes are a partial frame, so at least one
+// more byte is allowed, which completes it or fails it for its size; or
+// they are input held by a pause that just ended, whose resume event has
+// not run yet, which is decoded here first if it fills the bound. A
+// connection that decodes nothing more allows the whole bound, as its
+// input is dropped. serial is held.
+func (c *conn[F]) roomLocked() int {
+	bound := c.e.opts.MaxInboundBytes
+	if c.pend == nil || c.finished || c.poisoned || c.hasFlag(flClosing) {
+		return bound
+	}
+	paused := c.hasFlag(flPaused)
+	if !paused && c.unread() >= bound {
+		c.decodePending()
+		if c.pend == nil || c.poisoned || c.hasFlag(flClosing) {
+			return bound
+		}
+		paused = c.hasFlag(flPaused)
+	}
+	room := bound - c.unread()
+	if !paused {
+		room = max(room, 1)
+	}
+	return max(room, 0)
+}
+
+// readPaused reports whether decoding is paused (the outbound queue is
+// over the high water mark). A transport that stopped reading for it waits
+// for resumeReading.
+func (c *conn[F]) readPaused() bool { return c.hasFlag(flPaused) }
 
 // consume decodes data, or keeps it for later. serial is held.
 func (c *conn[F]) consume(data []byte) {

@@ -485,12 +485,21 @@ func TestForeverDurations(t *testing.T) {
 		}
 		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr),
 			mai.WithIdleTimeout(forever), mai.WithReadTimeout(forever),
-			mai.WithWriteTimeout(forever), mai.WithHandshakeTimeout(forever))
-		c := dial(t, addr)
+			mai.WithWriteTimeout(forever), mai.WithHandshakeTimeout(forever),
+			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithListenControl(sockBufs(0, serverSnd)))
+		c := dialBufs(t, addr, clientRcv, 0)
 		cx := recv(t, r.ready, "OnReady")
 		if _, err := c.Write(frame([]byte("abc"))[:5]); err != nil { // a partial frame: the read clock runs
 			t.Fatal(err)
 		}
+		// Output the client never reads, until the socket is full and the
+		// write clock runs.
+		eventually(t, "the write clock to start", func() bool {
+			if err := cx.Send(make([]byte, 1000)); err != nil && !errors.Is(err, mai.ErrBackpressure) {
+				t.Fatal(err)
+			}
+			return cx.(*conn[[]byte]).writeStart.Load() != 0
+		})
 		// First the timeouts alone, then a timer of the same duration.
 		for _, timer := range []bool{false, true} {
 			if timer {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mai-go/mai/codec"
@@ -57,6 +58,19 @@ type vectorWriter interface {
 	writev(h, p []byte) (int, error)
 }
 
+// readPauser is implemented by transports that stop reading the socket
+// when the connection has no room for more input (conn.input returned 0:
+// decoding is paused and the held input fills WithMaxInboundBytes), so that
+// TCP slows the peer down instead of the connection failing with
+// ErrInboundLimit. resumeReading is called, from any goroutine, after the
+// pause ended (flPaused was cleared); the transport then asks
+// conn.readRoom again, as the connection may have paused anew. To lose no
+// wake-up, a transport that stops reading checks conn.readPaused after it
+// has recorded that it stopped, under the same lock resumeReading takes.
+type readPauser interface {
+	resumeReading()
+}
+
 // blockingWriter is implemented by transports that can only wait for the
 // socket by writing: flusher goroutines (never the runner) write the rest
 // of a batch with writeAll, which returns when all of p is written or the
@@ -70,6 +84,11 @@ type stdTransport struct {
 	nc        net.Conn
 	raw       syscall.RawConn // nil when nc has no descriptor (TLS, pipes)
 	closeOnce sync.Once
+
+	// The reading goroutine waits on wake while the connection has no room
+	// for input; resumeReading and close signal it, and it checks again.
+	wake    chan struct{}
+	closing atomic.Bool
 
 	// The non-blocking write's callback and its arguments, made once so
 	// that a write allocates nothing. Only the flush loop uses them.
@@ -111,7 +130,42 @@ func (t *stdTransport) writeAll(p []byte) error {
 func (t *stdTransport) waitWritable() error { return nil }
 
 func (t *stdTransport) close() {
-	t.closeOnce.Do(func() { _ = t.nc.Close() })
+	t.closeOnce.Do(func() {
+		t.closing.Store(true)
+		t.signal()
+		_ = t.nc.Close()
+	})
+}
+
+func (t *stdTransport) resumeReading() { t.signal() }
+
+// signal wakes the reading goroutine if it waits; a signal it was not
+// waiting for makes its next wait check once more.
+func (t *stdTransport) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom waits until c can take input again, or the transport closes,
+// and returns how much it can take (0 once closing: the next read fails).
+// The reading goroutine only.
+func (t *stdTransport) waitRoom(c interface {
+	readPaused() bool
+	readRoom() int
+}) int {
+	for {
+		for c.readPaused() && !t.closing.Load() {
+			<-t.wake
+		}
+		if t.closing.Load() {
+			return 0
+		}
+		if room := c.readRoom(); room > 0 {
+			return room
+		}
+	}
 }
 
 // attachStd starts the reading goroutine of c over nc.
@@ -126,20 +180,30 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 			}
 		}
 	}
+	t.wake = make(chan struct{}, 1)
 	c.tr = t
 	e.spawn(func() { readLoop(c, t) })
 }
 
 // readLoop reads into a pooled buffer and hands what arrives to the
-// connection until the connection fails or closes.
+// connection until the connection fails or closes. It reads no more than
+// the connection has room for, and while it has none (decoding is paused
+// and the held input fills the inbound bound) it does not read at all.
 func readLoop[F any](c *conn[F], t *stdTransport) {
 	buf := c.e.pool.Get()
+	room := c.readRoom()
 	var err error
 	for {
+		if room == 0 {
+			room = t.waitRoom(c)
+			// Closing: the read fails at once (a net.Conn without a
+			// descriptor may take a 0-byte read for a no-op).
+			room = max(room, 1)
+		}
 		var n int
-		n, err = t.nc.Read(buf.B[:cap(buf.B)])
+		n, err = t.nc.Read(buf.B[:min(cap(buf.B), room)])
 		if n > 0 {
-			c.input(buf.B[:n])
+			room = c.input(buf.B[:n])
 		}
 		if err != nil {
 			break
@@ -164,8 +228,13 @@ type loopConn interface {
 	// setTransport installs the transport; called by attach before the
 	// descriptor can produce any event.
 	setTransport(t transport)
-	// input hands over bytes that arrived (see conn.input).
-	input(data []byte)
+	// input hands over bytes that arrived, and returns the most the
+	// transport may read next (see conn.input).
+	input(data []byte) (room int)
+	// readRoom is input's result without an input (see conn.readRoom).
+	readRoom() int
+	// readPaused reports whether the connection's decoding is paused.
+	readPaused() bool
 	// transportClosed reports the end of the connection, exactly once.
 	transportClosed(err error)
 	// release runs the connection's pending callbacks and lets go of its

@@ -114,24 +114,30 @@ type epTask struct {
 	add   bool
 }
 
-// epConn is a connection of TransportEpoll: the engine's transport.
+// epConn is a connection of TransportEpoll: the engine's transport. Its
+// fields are ordered to fit in 64 bytes (TestEpollConnSize).
 type epConn struct {
 	lc   loopConn // nil once transportClosed was called
 	loop *epLoop
 	wake chan struct{} // made by the first waitWritable; signalled when writable or closed
 
-	mu    sync.Mutex // guards the use of fd outside the loop, and the fields in this block
-	fd    int32
-	slot  int32  // in loop.slots, while registered
-	errno uint32 // the read error that ended the connection, if any
+	mu   sync.Mutex // guards the use of fd outside the loop, and the fields marked so
+	fd   int32
+	slot int32 // in loop.slots, while registered; mu
+	// room is the loop's: the most the connection could take at its last
+	// input (see conn.input); 0 before the first, or when it had no room,
+	// makes the loop ask (conn.readRoom).
+	room int32
 	// closeReq is set by close, from any goroutine; the loop finishes the
 	// connection when it sees it.
 	closeReq   atomic.Bool
-	closed     bool // fd is closed: never use it again
-	eof        bool // the peer ended the stream
-	wantOut    bool // a writer waits for EPOLLOUT
-	registered bool // fd is in the loop's epoll set, in slot
-	finished   bool // loop goroutine only: transportClosed was called (or is being called)
+	errno      uint16 // the read error that ended the connection, if any; mu (errno values fit)
+	closed     bool   // fd is closed: never use it again; mu
+	eof        bool   // the peer ended the stream; mu
+	wantOut    bool   // a writer waits for EPOLLOUT; mu
+	inOff      bool   // reading is stopped: EPOLLIN and EPOLLRDHUP are off; mu
+	registered bool   // fd is in the loop's epoll set, in slot; mu
+	finished   bool   // loop goroutine only: transportClosed was called (or is being called)
 }
 
 var _ transport = (*epConn)(nil)
@@ -379,28 +385,50 @@ func (l *epLoop) ready(c *epConn, ev uint32) {
 		if c.wantOut {
 			// Stop watching EPOLLOUT before the writer may ask again.
 			c.wantOut = false
-			l.ctl(c, unix.EPOLL_CTL_MOD, epBaseFlags)
+			l.ctl(c, unix.EPOLL_CTL_MOD, c.eventsLocked())
 			c.signalLocked()
 		}
 		c.mu.Unlock()
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		l.read(c)
+		l.read(c, ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
 	}
 }
 
-// read reads what c has, up to the round's budget, and hands it over.
-func (l *epLoop) read(c *epConn) {
+// read reads what c has, up to the round's budget and what the connection
+// has room for, and hands it over. A connection without room stops being
+// read (pauseReading) until resumeReading. hup tells that the socket
+// reported an error or a hang-up, which epoll reports even while reading
+// is off.
+func (l *epLoop) read(c *epConn, hup bool) {
 	for i := 0; i < epMaxReads; {
 		if c.closeReq.Load() {
 			l.finish(c, nil, 0)
 			return
 		}
-		n, err := nbRead(int(c.fd), l.buf)
+		if c.room == 0 {
+			// The first read, or the last input left no room: the pause
+			// ended since, or the socket failed.
+			if c.room = int32(c.lc.readRoom()); c.room == 0 {
+				if hup {
+					// Nothing it holds could be answered, and epoll
+					// would report the hang-up again at once.
+					l.finish(c, io.EOF, sockError(int(c.fd)))
+					return
+				}
+				if !l.pauseReading(c) {
+					return
+				}
+				c.room = int32(c.lc.readRoom())
+				continue
+			}
+		}
+		p := l.buf[:min(len(l.buf), int(c.room))]
+		n, err := nbRead(int(c.fd), p)
 		switch {
 		case n > 0:
-			c.lc.input(l.buf[:n])
-			if n < len(l.buf) {
+			c.room = int32(c.lc.input(p[:n]))
+			if n < len(p) {
 				return // most likely drained; level-triggered epoll tells if not
 			}
 			i++
@@ -419,6 +447,62 @@ func (l *epLoop) read(c *epConn) {
 			return
 		}
 	}
+}
+
+// sockError returns the socket's pending error, if any.
+func sockError(fd int) syscall.Errno {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		if errno, ok := err.(syscall.Errno); ok {
+			return errno
+		}
+		return unix.EIO
+	}
+	return syscall.Errno(v)
+}
+
+// pauseReading turns reading off for c, whose connection has no room for
+// input, until resumeReading. It reports true if the pause ended meanwhile
+// and reading is on again. Loop goroutine only.
+func (l *epLoop) pauseReading(c *epConn) bool {
+	c.mu.Lock()
+	if !c.inOff && c.registered && !c.closed {
+		c.inOff = true
+		l.ctl(c, unix.EPOLL_CTL_MOD, c.eventsLocked())
+	}
+	c.mu.Unlock()
+	// resumeReading found reading on if it ran before inOff was set.
+	if c.lc.readPaused() {
+		return false
+	}
+	c.resumeReading()
+	return true
+}
+
+// resumeReading turns reading on again after a pause (see readPauser).
+// Any goroutine.
+func (c *epConn) resumeReading() {
+	c.mu.Lock()
+	if c.inOff {
+		c.inOff = false
+		if c.registered && !c.closed {
+			c.loop.ctl(c, unix.EPOLL_CTL_MOD, c.eventsLocked())
+		}
+	}
+	c.mu.Unlock()
+}
+
+// eventsLocked returns the events c is registered for: reading unless it
+// is paused, and EPOLLOUT while a writer waits. c.mu is held.
+func (c *epConn) eventsLocked() uint32 {
+	var ev uint32
+	if !c.inOff {
+		ev = epBaseFlags
+	}
+	if c.wantOut {
+		ev |= unix.EPOLLOUT
+	}
+	return ev
 }
 
 // ctl changes c's registration. c.mu is held and c is registered. A
@@ -485,11 +569,8 @@ func (l *epLoop) register(c *epConn) {
 		l.slots = append(l.slots, nil)
 	}
 	c.mu.Lock()
-	events := uint32(epBaseFlags)
-	if c.wantOut { // a writer asked before the registration
-		events |= unix.EPOLLOUT
-	}
-	ev := unix.EpollEvent{Events: events, Fd: slot}
+	// A writer may have asked for EPOLLOUT before the registration.
+	ev := unix.EpollEvent{Events: c.eventsLocked(), Fd: slot}
 	err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev)
 	if err == nil {
 		c.registered, c.slot = true, slot
@@ -525,7 +606,7 @@ func (l *epLoop) finish(c *epConn, cause error, errno syscall.Errno) {
 	_ = unix.Close(int(c.fd))
 	c.closed = true
 	c.eof = cause == io.EOF
-	c.errno = uint32(errno)
+	c.errno = uint16(errno)
 	c.wantOut = false
 	c.mu.Unlock()
 	if errno != 0 {
@@ -628,7 +709,7 @@ func (c *epConn) waitWritable() error {
 	if !c.wantOut {
 		c.wantOut = true
 		if c.registered { // else register adds EPOLLOUT
-			c.loop.ctl(c, unix.EPOLL_CTL_MOD, epBaseFlags|unix.EPOLLOUT)
+			c.loop.ctl(c, unix.EPOLL_CTL_MOD, c.eventsLocked())
 		}
 	}
 	wake := c.wake

@@ -39,6 +39,11 @@ type epFakeConn struct {
 	// If set, input waits for unblock to close, after closing entered.
 	entered, unblock chan struct{}
 	started          int // release calls
+
+	// While paused, the fake holds at most limit bytes (0: no limit) and
+	// counts what was over it and its readRoom calls.
+	paused, limit int
+	over, rooms   int
 }
 
 func newEpFakeConn() *epFakeConn {
@@ -64,7 +69,7 @@ func epStart(g *epollGroup, f *epFakeConn, nc net.Conn) error {
 	return nil
 }
 
-func (f *epFakeConn) input(d []byte) {
+func (f *epFakeConn) input(d []byte) int {
 	if f.unblock != nil {
 		close(f.entered)
 		<-f.unblock
@@ -75,11 +80,37 @@ func (f *epFakeConn) input(d []byte) {
 		f.late++
 	}
 	f.data = append(f.data, d...)
+	room := f.roomLocked()
 	f.mu.Unlock()
 	select {
 	case f.in <- struct{}{}:
 	default:
 	}
+	return room
+}
+
+// roomLocked is conn.roomLocked for the fake. f.mu is held.
+func (f *epFakeConn) roomLocked() int {
+	if f.paused == 0 || f.limit == 0 {
+		return epReadBuf
+	}
+	if len(f.data) > f.limit {
+		f.over = len(f.data) - f.limit
+	}
+	return max(f.limit-len(f.data), 0)
+}
+
+func (f *epFakeConn) readRoom() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rooms++
+	return f.roomLocked()
+}
+
+func (f *epFakeConn) readPaused() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.paused != 0
 }
 
 func (f *epFakeConn) transportClosed(err error) {
@@ -293,6 +324,92 @@ func TestEpollTransportPeerReset(t *testing.T) {
 	cause := f.waitClosed(t)
 	if !errors.Is(cause, unix.ECONNRESET) {
 		t.Errorf("cause %v, want ECONNRESET", cause)
+	}
+}
+
+// TestEpollTransportPauseReading: a connection with no room for input is
+// not read until resumeReading. The transport reads no more than the room
+// it was given, then turns EPOLLIN off, so the loop does not spin on the
+// readable socket while it serves its other connections; after the resume
+// it reads the rest.
+func TestEpollTransportPauseReading(t *testing.T) {
+	g := newEpTestGroup(t, 1)
+	local, peer := epSocketPair(t)
+	f := newEpFakeConn()
+	f.paused, f.limit = 1, 100
+	if err := epStart(g, f, local); err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("0123456789"), 1000)
+	if _, err := peer.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	f.waitData(t, f.limit)
+	// Twenty rounds of the loop for another connection, while the first
+	// one's socket stays readable.
+	local2, peer2 := epSocketPair(t)
+	f2 := newEpFakeConn()
+	if err := epStart(g, f2, local2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 20; i++ {
+		if _, err := peer2.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		f2.waitData(t, i)
+	}
+	f.mu.Lock()
+	got, over, rooms := len(f.data), f.over, f.rooms
+	f.paused = 0
+	f.mu.Unlock()
+	if got != f.limit || over != 0 {
+		t.Fatalf("read %d bytes while paused (%d over the room), want %d", got, over, f.limit)
+	}
+	// One readRoom before the first read, one when the room ran out.
+	if rooms > 2 {
+		t.Errorf("readRoom called %d times while paused: the loop kept reporting the paused connection", rooms)
+	}
+	f.tr.(*epConn).resumeReading()
+	if got := f.waitData(t, len(want)); !bytes.Equal(got, want) {
+		t.Fatalf("after the resume: %d bytes, not what was sent", len(got))
+	}
+}
+
+// TestEpollTransportPausedHangUp: a connection whose reading is off still
+// learns that its peer went away, which epoll reports whatever the
+// registration: the end is reported once, with the cause.
+func TestEpollTransportPausedHangUp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pair func(t *testing.T) (net.Conn, net.Conn)
+		end  func(peer net.Conn)
+		want error
+	}{
+		{"unix close", func(t *testing.T) (net.Conn, net.Conn) { return epSocketPair(t) },
+			func(peer net.Conn) { peer.Close() }, io.EOF},
+		{"tcp reset", func(t *testing.T) (net.Conn, net.Conn) { return epTCPPair(t) },
+			func(peer net.Conn) {
+				_ = peer.(*net.TCPConn).SetLinger(0)
+				peer.Close()
+			}, unix.ECONNRESET},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newEpTestGroup(t, 1)
+			local, peer := tc.pair(t)
+			f := newEpFakeConn()
+			f.paused, f.limit = 1, 10
+			if err := epStart(g, f, local); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := peer.Write(bytes.Repeat([]byte{'h'}, 100)); err != nil {
+				t.Fatal(err)
+			}
+			f.waitData(t, f.limit)
+			tc.end(peer)
+			if cause := f.waitClosed(t); !errors.Is(cause, tc.want) {
+				t.Errorf("cause %v, want %v", cause, tc.want)
+			}
+		})
 	}
 }
 

@@ -198,6 +198,9 @@ func (c *conn[F]) batchWritten(buf *bufpool.Buffer, written int) {
 			c.postWritability()
 		}
 		c.postResume()
+		if rp, ok := c.tr.(readPauser); ok {
+			rp.resumeReading()
+		}
 		c.outMu.Lock()
 	}
 }
