@@ -361,7 +361,11 @@ func WithIdleTimeout(d time.Duration) Option { return func(o *Options) { o.IdleT
 func WithReadTimeout(d time.Duration) Option { return func(o *Options) { o.ReadTimeout = d } }
 
 // WithWriteTimeout closes a connection (after OnTimeout) when queued bytes
-// could not all be written within d. Default 30 s; 0 turns it off. Servers
+// could not all be written within d. Default 30 s; 0 turns it off. It is
+// what closes a peer that stops reading: with it off, on the std and epoll
+// transports such a peer keeps its connection, and what it holds (the
+// high water mark of output, WithMaxInboundBytes of input, and on std a
+// goroutine), until it goes away or WithIdleTimeout closes it. Servers
 // and clients.
 func WithWriteTimeout(d time.Duration) Option { return func(o *Options) { o.WriteTimeout = d } }
 

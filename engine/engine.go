@@ -435,7 +435,9 @@ func WithSession(v any) ConnOption { return func(s *ConnSetup) { s.session = v }
 // failed dial or a rejected connection is returned as an error and no
 // callback runs; otherwise OnReady follows on the engine's goroutines,
 // possibly before Dial returns (use WithSession to hand state to the
-// callbacks).
+// callbacks). A client that pipelines requests wants
+// mai.WithReadPause(false) on its engine: its replies are what drain its
+// queue, and a pause would stop reading them.
 func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string, opts ...ConnOption) (mai.ConnID, error) {
 	select {
 	case <-e.closing:

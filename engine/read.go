@@ -55,15 +55,26 @@ func (c *conn[F]) readRoom() int {
 // they are input held by a pause that just ended, whose resume event has
 // not run yet, which is decoded here first if it fills the bound. A
 // connection that decodes nothing more allows the whole bound, as its
-// input is dropped. serial is held.
+// input is dropped; one that never pauses (WithReadPause(false)) needs no
+// bound on its reads. serial is held.
 func (c *conn[F]) roomLocked() int {
 	bound := c.e.opts.MaxInboundBytes
+	if c.e.opts.NoReadPause {
+		// Only a partial frame is ever held, and consume takes no more
+		// of a read than completes it.
+		return mai.MaxInboundLimit
+	}
 	if c.pend == nil || c.finished || c.poisoned || c.hasFlag(flClosing) {
 		return bound
 	}
 	paused := c.hasFlag(flPaused)
 	if !paused && c.unread() >= bound {
-		c.decodePending()
+		// The events that ended the pause go first (OnWritabilityChanged,
+		// then the resume), if they are queued already.
+		c.drain()
+		if c.pend != nil && !c.poisoned && !c.hasFlag(flClosing) && c.unread() >= bound {
+			c.decodePending()
+		}
 		if c.pend == nil || c.poisoned || c.hasFlag(flClosing) {
 			return bound
 		}
@@ -210,6 +221,17 @@ func (c *conn[F]) markPartial(progress bool) {
 		return
 	}
 	if progress || c.readStart.Load() == 0 {
+		now := c.e.wheel.Now()
+		c.readStart.Store(now)
+		c.armBy(after(now, c.e.opts.ReadTimeout))
+	}
+}
+
+// restartReadClock restarts a running read clock when a pause ends: while
+// paused, the connection stopped reading, so the time does not count
+// against the peer.
+func (c *conn[F]) restartReadClock() {
+	if c.e.opts.ReadTimeout > 0 && c.readStart.Load() != 0 {
 		now := c.e.wheel.Now()
 		c.readStart.Store(now)
 		c.armBy(after(now, c.e.opts.ReadTimeout))

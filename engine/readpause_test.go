@@ -21,6 +21,22 @@ import (
 // goes over the bound and the connection fails with ErrInboundLimit
 // (TestFloodNotReading).
 
+// pausingEchoServer starts an echo server on tr with small water marks,
+// socket buffers and inbound bound maxIn. It skips the test on netpoll,
+// which cannot stop reading.
+func pausingEchoServer(t *testing.T, tr mai.Transport, maxIn int, opts ...mai.Option) (*recorder, *ProtocolEngine[[]byte], string) {
+	t.Helper()
+	if tr == mai.TransportNetpoll {
+		t.Skip("netpoll limitation: it cannot stop reading, so the held input goes over the bound (TestFloodNotReading)")
+	}
+	r := newRecorder(t)
+	r.onFrame = func(c mai.Context[[]byte], f []byte) error { return c.Send(f) }
+	e, addr := server(t, r, lengthField(t, 1<<10), append(opts, mai.WithTransport(tr),
+		mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithMaxFrameSize(4<<10),
+		mai.WithMaxInboundBytes(maxIn), mai.WithListenControl(sockBufs(0, serverSnd)))...)
+	return r, e, addr
+}
+
 // TestPipelinedPeerSlowed: a client pipelines far more requests than the
 // server's inbound bound before it reads any reply. The server pauses,
 // holds input up to the bound, and stops reading; once the client reads,
@@ -33,14 +49,7 @@ func TestPipelinedPeerSlowed(t *testing.T) {
 	payload := bytes.Repeat([]byte{'p'}, 500)
 	frameLen := uint64(4 + len(payload))
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
-		if tr == mai.TransportNetpoll {
-			t.Skip("netpoll limitation: it cannot stop reading, so the held input goes over the bound (TestFloodNotReading)")
-		}
-		r := newRecorder(t)
-		r.onFrame = func(c mai.Context[[]byte], f []byte) error { return c.Send(f) }
-		e, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr),
-			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithMaxFrameSize(4<<10),
-			mai.WithMaxInboundBytes(maxIn), mai.WithListenControl(sockBufs(0, serverSnd)))
+		r, e, addr := pausingEchoServer(t, tr, maxIn)
 		c := dialBufs(t, addr, clientRcv, 0)
 		ctx := recv(t, r.ready, "ready")
 
@@ -85,6 +94,56 @@ func TestPipelinedPeerSlowed(t *testing.T) {
 		}
 		if n := e.Len(); n != 1 {
 			t.Errorf("%d connections, want the client's", n)
+		}
+	})
+}
+
+// TestReadTimeoutWhilePaused: a connection that stopped reading for a
+// pause holds a partial frame it will not read the rest of until the
+// pause ends. The read timeout does not count that time: a witness timer
+// three read timeouts long fires first, and once the client reads, every
+// reply comes.
+func TestReadTimeoutWhilePaused(t *testing.T) {
+	const (
+		maxIn       = 16 << 10
+		frames      = 2000
+		readTimeout = 50 * time.Millisecond
+	)
+	payload := bytes.Repeat([]byte{'r'}, 500)
+	frameLen := uint64(4 + len(payload))
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r, _, addr := pausingEchoServer(t, tr, maxIn, mai.WithReadTimeout(readTimeout))
+		timeouts := make(chan mai.Timeout, 16)
+		r.onTimeout = func(_ mai.Context[[]byte], to mai.Timeout) error {
+			timeouts <- to
+			return to.Err()
+		}
+		c := dialBufs(t, addr, clientRcv, 0)
+		ctx := recv(t, r.ready, "ready")
+		wrote := make(chan error, 1)
+		go func() {
+			var all []byte
+			for range frames {
+				all = append(all, frame(payload)...)
+			}
+			_, err := c.Write(all)
+			wrote <- err
+		}()
+		eventually(t, "the server to hold its inbound bound", func() bool {
+			info := ctx.Info()
+			return info.BytesIn-info.FramesIn*frameLen > maxIn-frameLen
+		})
+		if _, err := ctx.SetTimer(3*readTimeout, "witness"); err != nil {
+			t.Fatal(err)
+		}
+		if to := recv(t, timeouts, "a timeout"); to.Kind != mai.TimeoutTimer {
+			t.Fatalf("%v timeout while paused, before the witness timer", to.Kind)
+		}
+		if err := readFrames(bufio.NewReader(c), frames, payload); err != nil {
+			t.Fatalf("%v; server errors %v", err, r.errorsOf(ctx.ID()))
+		}
+		if err := recv(t, wrote, "the client's writes"); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
@@ -169,14 +228,7 @@ func TestPipelinedMaiPeers(t *testing.T) {
 	const n = 4000
 	payload := bytes.Repeat([]byte{'q'}, 1000)
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
-		if tr == mai.TransportNetpoll {
-			t.Skip("netpoll limitation: it cannot stop reading, so the held input goes over the bound (TestFloodNotReading)")
-		}
-		sr := newRecorder(t)
-		sr.onFrame = func(c mai.Context[[]byte], f []byte) error { return c.Send(f) }
-		_, addr := server(t, sr, lengthField(t, 1<<10), mai.WithTransport(tr),
-			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithMaxFrameSize(4<<10),
-			mai.WithMaxInboundBytes(16<<10), mai.WithListenControl(sockBufs(0, serverSnd)))
+		sr, _, addr := pausingEchoServer(t, tr, 16<<10)
 		pc := newPipeClient(n, payload)
 		cl, err := New(lengthField(t, 1<<10), pc, mai.WithTransport(tr), mai.WithReadPause(false),
 			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithMaxFrameSize(4<<10))

@@ -158,6 +158,7 @@ func (c *conn[F]) handle(ev *event[F]) {
 			c.callWritability(c.e.writability, w)
 		}
 	case evResume:
+		c.restartReadClock()
 		c.decodePending()
 	case evTick:
 		if c.e.connTicker != nil {

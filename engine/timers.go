@@ -127,7 +127,12 @@ func watchdogFired[F any](t *timerwheel.Timer, now int64) {
 		}
 	}
 	if rs := c.readStart.Load(); o.ReadTimeout > 0 && rs != 0 && now-rs >= int64(o.ReadTimeout) && c.readStart.CompareAndSwap(rs, now) {
-		fired[n], n = mai.TimeoutRead, n+1
+		// While decoding is paused the connection itself holds the rest
+		// of the frame back (it stops reading): the clock restarts
+		// instead, and again when the pause ends (restartReadClock).
+		if !c.hasFlag(flPaused) {
+			fired[n], n = mai.TimeoutRead, n+1
+		}
 	}
 	if ws := c.writeStart.Load(); o.WriteTimeout > 0 && ws != 0 && now-ws >= int64(o.WriteTimeout) && c.writeStart.CompareAndSwap(ws, now) {
 		fired[n], n = mai.TimeoutWrite, n+1
