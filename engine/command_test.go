@@ -281,34 +281,17 @@ func TestManageClosedConn(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer shutdown(t, e)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		pair := func() (net.Conn, net.Conn) {
-			a, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { a.Close(); b.Close() })
-			return a, b
-		}
 		wantClosed := func(how string, err error) {
 			t.Helper()
 			if !errors.Is(err, mai.ErrClosed) || !errors.Is(err, net.ErrClosed) {
 				t.Errorf("%s of a closed conn: %v, want mai.ErrClosed and net.ErrClosed", how, err)
 			}
 		}
-		a, _ := pair()
+		a, _ := tcpPair(t)
 		a.Close()
 		_, err = e.Manage(a)
 		wantClosed("Manage", err)
-		a, _ = pair()
+		a, _ = tcpPair(t)
 		a.Close()
 		reply := make(chan Result, 1)
 		e.Commands() <- ManageCmd[[]byte]{Conn: a, Reply: reply}
@@ -317,7 +300,7 @@ func TestManageClosedConn(t *testing.T) {
 			t.Errorf("%d connections after refusing closed ones", n)
 		}
 
-		a, b := pair()
+		a, b := tcpPair(t)
 		b.Close()
 		id, err := e.Manage(a)
 		if err != nil {

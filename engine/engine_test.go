@@ -557,11 +557,7 @@ func TestDialAndManage(t *testing.T) {
 func TestTimers(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		r := newRecorder(t)
-		fired := make(chan mai.Timeout, 4)
-		r.onTimeout = func(c mai.Context[[]byte], to mai.Timeout) error {
-			fired <- to
-			return to.Err()
-		}
+		fired := r.collectTimeouts(4, false)
 		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithTimerResolution(time.Millisecond))
 		dial(t, addr)
 		ctx := recv(t, r.ready, "ready")

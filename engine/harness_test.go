@@ -234,6 +234,42 @@ func (r *recorder) events(id mai.ConnID) []string {
 	return append([]string(nil), r.log[id]...)
 }
 
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+// collectTimeouts makes OnTimeout send each timeout to the channel it
+// returns, which holds n. With keep, OnTimeout keeps the connection open;
+// else a built-in timeout closes it (to.Err()).
+func (r *recorder) collectTimeouts(n int, keep bool) <-chan mai.Timeout {
+	ch := make(chan mai.Timeout, n)
+	r.onTimeout = func(_ mai.Context[[]byte], to mai.Timeout) error {
+		ch <- to
+		if keep {
+			return nil
+		}
+		return to.Err()
+	}
+	return ch
+}
+
 const waitLimit = 10 * time.Second
 
 func recv[T any](t testing.TB, ch <-chan T, what string) T {

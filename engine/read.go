@@ -26,7 +26,7 @@ func (c *conn[F]) input(data []byte) (room int) {
 	c.setFlag(flRunning)
 	// Events queued before this input (OnReady first of all) go first.
 	c.drain()
-	if !c.finished && !c.poisoned && !c.hasFlag(flClosing) {
+	if c.decoding() {
 		c.consume(data)
 	}
 	room = c.roomLocked()
@@ -36,16 +36,13 @@ func (c *conn[F]) input(data []byte) (room int) {
 
 // readRoom is input's result without an input: what the transport may
 // read now. A transport that stopped at 0 asks it after the pause ended,
-// since the connection may have paused again meanwhile. It takes the
-// runner role as input does, so it may run queued events.
-func (c *conn[F]) readRoom() int {
-	c.serial.Lock()
-	c.setFlag(flRunning)
-	c.drain()
-	room := c.roomLocked()
-	c.release()
-	return room
-}
+// since the connection may have paused again meanwhile. Like input, it
+// takes the runner role, so it may run queued events.
+func (c *conn[F]) readRoom() int { return c.input(nil) }
+
+// decoding reports whether input is still decoded: the connection has not
+// finished, failed its input, or begun to close. serial is held.
+func (c *conn[F]) decoding() bool { return !c.finished && !c.poisoned && !c.hasFlag(flClosing) }
 
 // roomLocked returns how much input the connection can take now without
 // going over WithMaxInboundBytes: the bound less the undecoded bytes held.
@@ -64,7 +61,7 @@ func (c *conn[F]) roomLocked() int {
 		// of a read than completes it.
 		return mai.MaxInboundLimit
 	}
-	if c.pend == nil || c.finished || c.poisoned || c.hasFlag(flClosing) {
+	if c.pend == nil || !c.decoding() {
 		return bound
 	}
 	paused := c.hasFlag(flPaused)
@@ -72,10 +69,10 @@ func (c *conn[F]) roomLocked() int {
 		// The events that ended the pause go first (OnWritabilityChanged,
 		// then the resume), if they are queued already.
 		c.drain()
-		if c.pend != nil && !c.poisoned && !c.hasFlag(flClosing) && c.unread() >= bound {
+		if c.pend != nil && c.decoding() && c.unread() >= bound {
 			c.decodePending()
 		}
-		if c.pend == nil || c.poisoned || c.hasFlag(flClosing) {
+		if c.pend == nil || !c.decoding() {
 			return bound
 		}
 		paused = c.hasFlag(flPaused)
@@ -221,9 +218,7 @@ func (c *conn[F]) markPartial(progress bool) {
 		return
 	}
 	if progress || c.readStart.Load() == 0 {
-		now := c.e.wheel.Now()
-		c.readStart.Store(now)
-		c.armBy(after(now, c.e.opts.ReadTimeout))
+		c.startReadClock()
 	}
 }
 
@@ -232,10 +227,15 @@ func (c *conn[F]) markPartial(progress bool) {
 // against the peer.
 func (c *conn[F]) restartReadClock() {
 	if c.e.opts.ReadTimeout > 0 && c.readStart.Load() != 0 {
-		now := c.e.wheel.Now()
-		c.readStart.Store(now)
-		c.armBy(after(now, c.e.opts.ReadTimeout))
+		c.startReadClock()
 	}
+}
+
+// startReadClock starts the read timeout from now.
+func (c *conn[F]) startReadClock() {
+	now := c.e.wheel.Now()
+	c.readStart.Store(now)
+	c.armBy(after(now, c.e.opts.ReadTimeout))
 }
 
 // decodeFrom decodes frames from buf and delivers them, stopping at a

@@ -113,11 +113,7 @@ func TestReadTimeoutWhilePaused(t *testing.T) {
 	frameLen := uint64(4 + len(payload))
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		r, _, addr := pausingEchoServer(t, tr, maxIn, mai.WithReadTimeout(readTimeout))
-		timeouts := make(chan mai.Timeout, 16)
-		r.onTimeout = func(_ mai.Context[[]byte], to mai.Timeout) error {
-			timeouts <- to
-			return to.Err()
-		}
+		timeouts := r.collectTimeouts(16, false)
 		c := dialBufs(t, addr, clientRcv, 0)
 		ctx := recv(t, r.ready, "ready")
 		wrote := make(chan error, 1)

@@ -478,11 +478,7 @@ func (h tickTimers) OnTick(now time.Time) { h.tick.OnTick(now) }
 func TestForeverDurations(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		r := newRecorder(t)
-		timeouts := make(chan mai.Timeout, 8)
-		r.onTimeout = func(c mai.Context[[]byte], to mai.Timeout) error {
-			timeouts <- to
-			return nil
-		}
+		timeouts := r.collectTimeouts(8, true)
 		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr),
 			mai.WithIdleTimeout(forever), mai.WithReadTimeout(forever),
 			mai.WithWriteTimeout(forever), mai.WithHandshakeTimeout(forever),

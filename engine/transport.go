@@ -151,10 +151,7 @@ func (t *stdTransport) signal() {
 // waitRoom waits until c can take input again, or the transport closes,
 // and returns how much it can take (0 once closing: the next read fails).
 // The reading goroutine only.
-func (t *stdTransport) waitRoom(c interface {
-	readPaused() bool
-	readRoom() int
-}) int {
+func (t *stdTransport) waitRoom(c loopConn) int {
 	for {
 		for c.readPaused() && !t.closing.Load() {
 			<-t.wake

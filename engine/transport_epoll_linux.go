@@ -419,8 +419,7 @@ func (l *epLoop) read(c *epConn, hup bool) {
 				if !l.pauseReading(c) {
 					return
 				}
-				c.room = int32(c.lc.readRoom())
-				continue
+				continue // the pause ended meanwhile: ask again
 			}
 		}
 		p := l.buf[:min(len(l.buf), int(c.room))]

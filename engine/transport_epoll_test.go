@@ -218,27 +218,6 @@ func epSocketPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	return conv(fds[0]), conv(fds[1])
 }
 
-// epTCPPair returns the two ends of a loopback TCP connection.
-func epTCPPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
-
 // epFillSocket writes through tr until the socket is full, and returns how
 // much it wrote.
 func epFillSocket(t *testing.T, tr transport) int {
@@ -310,7 +289,7 @@ func TestEpollTransportInputAndPeerEOF(t *testing.T) {
 
 func TestEpollTransportPeerReset(t *testing.T) {
 	g := newEpTestGroup(t, 1)
-	local, peer := epTCPPair(t)
+	local, peer := tcpPair(t)
 	f := newEpFakeConn()
 	if err := epStart(g, f, local); err != nil {
 		t.Fatal(err)
@@ -387,7 +366,7 @@ func TestEpollTransportPausedHangUp(t *testing.T) {
 	}{
 		{"unix close", func(t *testing.T) (net.Conn, net.Conn) { return epSocketPair(t) },
 			func(peer net.Conn) { peer.Close() }, io.EOF},
-		{"tcp reset", func(t *testing.T) (net.Conn, net.Conn) { return epTCPPair(t) },
+		{"tcp reset", func(t *testing.T) (net.Conn, net.Conn) { return tcpPair(t) },
 			func(peer net.Conn) {
 				_ = peer.(*net.TCPConn).SetLinger(0)
 				peer.Close()
