@@ -54,7 +54,8 @@ var (
 	ErrAborted = errors.New("mai: connection aborted")
 
 	// ErrPartialFrame is reported when the peer closed its side with a
-	// partial frame still buffered.
+	// partial frame still buffered: bytes that do not make a whole frame,
+	// after every whole frame received was delivered.
 	ErrPartialFrame = errors.New("mai: connection closed with a partial frame")
 
 	// ErrInvalidOption reports an option value the constructor rejected.

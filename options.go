@@ -338,7 +338,10 @@ func WithWriteBufferWaterMarks(low, high int) Option {
 // served at the pace it reads them. A peer that never reads is closed by
 // WithWriteTimeout. netpoll cannot stop reading (netpoll#422): there a
 // peer that goes on sending fills the bound and is closed with
-// ErrInboundLimit.
+// ErrInboundLimit. When the peer ends the connection (EOF, a reset) while
+// paused, the whole frames held are still delivered to OnFrame before
+// OnClosed; when the application or the engine ends it (Close, a timeout,
+// a bound), they are dropped.
 //
 // Turn it off in clients whose input is the replies that drain their own
 // pipeline: two peers that both stop reading while their queues are full

@@ -48,9 +48,10 @@ type Codec[F any] interface {
 	// frame it returned has returned, so a codec may reuse scratch memory
 	// of its own (an argument slice) from one frame to the next.
 	//
-	// End of input: when the peer closes with bytes that no Decode call
-	// turned into a frame, the engine reports mai.ErrPartialFrame and closes;
-	// Decode is not told about EOF.
+	// End of input: when the peer closes, the engine decodes the whole
+	// frames it still holds (input held back by a pause); if bytes remain
+	// that no Decode call turned into a frame, it reports
+	// mai.ErrPartialFrame. Decode is not told about EOF.
 	Decode(src []byte) (frame F, n int, err error)
 
 	// Encode appends the encoding of frame to dst and returns the extended

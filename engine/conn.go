@@ -107,10 +107,10 @@ type conn[F any] struct {
 }
 
 // The bits of conn.flags: state that the read path checks between frames
-// without taking a lock, and flDipped, which lives here only because the
-// word has room and a conn has none. One word instead of six atomics keeps
-// a conn in a smaller size class and lets decodeFrom test two flags with
-// one load.
+// without taking a lock, and flDipped and flPeerEnd, which live here only
+// because the word has room and a conn has none. One word instead of
+// seven atomics keeps a conn in a smaller size class and lets decodeFrom
+// test two flags with one load.
 const (
 	// flRunning is set while serial is held by a runner; Sends made then
 	// are flushed by the runner when it lets go, as one batch.
@@ -120,6 +120,7 @@ const (
 	flGotFrame        // a first frame arrived (handshake timeout)
 	flMail            // events wait in the mailbox (set and cleared under xmu)
 	flDipped          // writable went false since the runner last reported writability (set and cleared under outMu)
+	flPeerEnd         // the peer ended the connection (EOF, a reset, a refused write) before anything else did (set under outMu)
 )
 
 // The bits of conn.caps: what the codec and the transport can do, fixed
@@ -300,7 +301,7 @@ func (c *conn[F]) Close() error {
 
 // Abort implements mai.Context.
 func (c *conn[F]) Abort() error {
-	if !c.abort(mai.ErrAborted, true) {
+	if !c.abort(mai.ErrAborted, byApp) {
 		return fmt.Errorf("abort %v: %w", c.id, mai.ErrClosed)
 	}
 	return nil
@@ -350,23 +351,35 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 	return nil
 }
 
-// abortWith closes the connection now with cause (I/O errors, bounds).
-func (c *conn[F]) abortWith(cause error) { c.abort(cause, false) }
+// ender tells abort who ends a connection.
+type ender uint8
+
+const (
+	byEngine ender = iota // a bound, a timeout, a failed callback or codec
+	byApp                 // Close, Abort, Shutdown
+	byPeer                // the socket failed: the peer is gone
+)
+
+// abortWith closes the connection now with cause (bounds, timeouts).
+func (c *conn[F]) abortWith(cause error) { c.abort(cause, byEngine) }
 
 // abort closes the connection now, dropping what is queued, and records
 // cause unless one is known. It reports false if the connection was closed
 // already (the cause is still recorded if there was none).
-func (c *conn[F]) abort(cause error, local bool) bool {
+func (c *conn[F]) abort(cause error, by ender) bool {
 	c.outMu.Lock()
 	if c.cause == nil {
 		c.cause = cause
+		if by == byPeer && !c.localEnd {
+			c.setFlag(flPeerEnd)
+		}
 	}
 	if c.state == stateClosed {
 		c.outMu.Unlock()
 		return false
 	}
 	c.state = stateClosed
-	c.localEnd = c.localEnd || local
+	c.localEnd = c.localEnd || by == byApp
 	c.setFlag(flClosing)
 	c.dropQueueLocked()
 	c.outMu.Unlock()
@@ -391,14 +404,15 @@ func (c *conn[F]) peerEnded(err error) {
 }
 
 // peerCauseLocked records err (io.EOF for nil) as the cause when the
-// application did not end the connection and no cause is known. outMu is
-// held.
+// application did not end the connection and no cause is known: the peer
+// ended it. outMu is held.
 func (c *conn[F]) peerCauseLocked(err error) {
 	if c.cause == nil && !c.localEnd {
 		if err == nil {
 			err = io.EOF
 		}
 		c.cause = err
+		c.setFlag(flPeerEnd)
 	}
 }
 
@@ -420,11 +434,12 @@ func (c *conn[F]) transportClosed(err error) {
 	c.post(event[F]{kind: evClosed})
 }
 
-// closeCause returns the recorded cause.
-func (c *conn[F]) closeCause() error {
+// closeCause returns the recorded cause, and whether the peer ended the
+// connection.
+func (c *conn[F]) closeCause() (cause error, peer bool) {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	return c.cause
+	return c.cause, c.hasFlag(flPeerEnd)
 }
 
 // finish runs after OnClosed: the connection leaves the registry and gives

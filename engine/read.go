@@ -84,11 +84,6 @@ func (c *conn[F]) roomLocked() int {
 	return max(room, 0)
 }
 
-// readPaused reports whether decoding is paused (the outbound queue is
-// over the high water mark). A transport that stopped reading for it waits
-// for resumeReading.
-func (c *conn[F]) readPaused() bool { return c.hasFlag(flPaused) }
-
 // consume decodes data, or keeps it for later. serial is held.
 func (c *conn[F]) consume(data []byte) {
 	// A partial frame is pending: feed it only what it needs (the size
@@ -292,10 +287,61 @@ func (c *conn[F]) decodeFrom(buf []byte) (off int) {
 		err = c.e.h.OnFrame(c, frame)
 		inFrame = false
 		if err != nil {
-			c.fail(err)
+			c.frameFailed(err)
 		}
 	}
 	return off
+}
+
+// frameFailed fails the connection for an error from OnFrame, which sets
+// flClosing. An error wrapping ErrClosed (a Send's, most likely) on a
+// connection that is closing already is that close's consequence, not a
+// failure: OnError does not hear of it, and it does not replace the
+// close's cause. That happens when the peer's end races with an OnFrame,
+// and for every frame deliverHeld delivers. serial is held.
+//
+//go:noinline
+func (c *conn[F]) frameFailed(err error) {
+	if errors.Is(err, mai.ErrClosed) && c.closing() {
+		return
+	}
+	c.fail(err)
+}
+
+// closing reports whether the connection is closing or closed.
+func (c *conn[F]) closing() bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.state != stateOpen
+}
+
+// deliverHeld delivers the whole frames in the input held when the peer
+// ended the connection (EOF, a reset, a write it refused): bytes that
+// arrived before it went, kept back by a pause or not decoded yet. Their
+// OnFrame calls run before OnClosed, with the connection closed, so a
+// Send from them returns an error wrapping mai.ErrClosed. Another error
+// from OnFrame, or a panic, ends the delivery and drops the rest; else
+// what stays held is a partial frame. serial is held.
+//
+// decodeFrom stops at flClosing and flPaused, which are set: they are
+// cleared for the delivery. That is safe because the connection is
+// closed (stateClosed), after which only its runner sets either (fail;
+// Send, the only other path to a pause, refuses a closed connection).
+func (c *conn[F]) deliverHeld() {
+	if c.pend == nil || c.poisoned || c.unread() == 0 {
+		return
+	}
+	c.clearFlag(flClosing | flPaused)
+	off := c.decodeFrom(c.pendBytes())
+	failed := c.hasFlag(flClosing)
+	c.setFlag(flClosing)
+	switch {
+	case c.pend == nil: // dropped by a protocol error
+	case failed:
+		c.poisoned = true // the rest is not decoded
+	default:
+		c.pendOff += int32(off)
+	}
 }
 
 // decodePanicked is decodeFrom's deferred call. A panic in OnFrame fails

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,7 +295,7 @@ func TestReadRoom(t *testing.T) {
 	// the gate): decoding pauses, the rest of the input is held.
 	sent := bound / size
 	room := c.input(frames(sent))
-	if !c.readPaused() {
+	if !c.hasFlag(flPaused) {
 		t.Fatal("not paused over the high mark")
 	}
 	h := held()
@@ -314,9 +315,12 @@ func TestReadRoom(t *testing.T) {
 	c.serial.Lock()
 	c.setFlag(flRunning)
 	close(gate.open)
-	eventually(t, "the pause to end", func() bool { return !c.readPaused() })
+	eventually(t, "the pause to end", func() bool { return !c.hasFlag(flPaused) })
 	room = c.roomLocked()
-	h = c.unread()
+	h = 0
+	if c.pend != nil { // nil if all of it was decoded
+		h = c.unread()
+	}
 	c.release()
 	if h >= bound || room != bound-h {
 		t.Fatalf("room %d with %d bytes held after the pause ended, want the held input decoded first", room, h)
@@ -325,5 +329,42 @@ func TestReadRoom(t *testing.T) {
 	eventually(t, "every frame to be decoded", func() bool { return held() == 0 })
 	if n := c.framesIn.Load(); n != uint64(sent) {
 		t.Errorf("%d frames decoded, want %d", n, sent)
+	}
+}
+
+// roomConn is a loopConn whose room is set by the test; the transport
+// code under test calls only readRoom.
+type roomConn struct {
+	loopConn
+	room atomic.Int64
+}
+
+func (r *roomConn) readRoom() int { return int(r.room.Load()) }
+
+// TestStdWaitRoomPauseEndedBeforeWait: the std reader learned that the
+// connection had no room; before it waits, the pause ends (signalling the
+// reader) and begins anew with room to read ahead. The reader reads on
+// into that room instead of waiting for the end of the new pause, and a
+// close ends its wait.
+func TestStdWaitRoomPauseEndedBeforeWait(t *testing.T) {
+	tr := &stdTransport{wake: make(chan struct{}, 1)}
+	c := &roomConn{}
+	c.room.Store(100)
+	tr.resumeReading() // the end of the pause that gave no room
+	got := make(chan int, 1)
+	go func() { got <- tr.waitRoom(c) }()
+	if room := recv(t, got, "waitRoom"); room != 100 {
+		t.Fatalf("waitRoom %d, want 100", room)
+	}
+
+	// No room: it waits until the transport closes.
+	c.room.Store(0)
+	a, b := net.Pipe()
+	defer b.Close()
+	tr.nc = a
+	go func() { got <- tr.waitRoom(c) }()
+	tr.close()
+	if room := recv(t, got, "waitRoom after close"); room != 0 {
+		t.Fatalf("waitRoom %d after close, want 0", room)
 	}
 }

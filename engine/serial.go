@@ -195,7 +195,10 @@ func (c *conn[F]) showError(err error) {
 
 // closedEvent delivers the end of the connection. serial is held.
 func (c *conn[F]) closedEvent() {
-	cause := c.closeCause()
+	cause, peer := c.closeCause()
+	if peer {
+		c.deliverHeld()
+	}
 	if errors.Is(cause, io.EOF) && c.pend != nil && c.unread() > 0 && !c.poisoned {
 		cause = fmt.Errorf("%w (%d bytes)", mai.ErrPartialFrame, c.unread())
 	}

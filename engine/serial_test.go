@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"sync"
 	"testing"
 
@@ -83,6 +84,48 @@ func TestConcurrentPosts(t *testing.T) {
 		recv(t, r.closed, "OnClosed")
 		if err := e.Do(id, func(mai.Context[[]byte]) { t.Error("Do ran after OnClosed") }); err == nil {
 			t.Error("Do after OnClosed: no error")
+		}
+		r.check()
+	})
+}
+
+// TestErrClosedFromOnFrameAfterClose: an OnFrame that closes its
+// connection and then returns the error of a Send (which wraps
+// ErrClosed) reports nothing new: no OnError, and OnClosed gets the
+// close's own cause (nil for Close). The connection ends as Close asked,
+// after the reply queued before it. Another error would be reported.
+func TestErrClosedFromOnFrameAfterClose(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r := newRecorder(t)
+		sendErrs := make(chan error, 1)
+		r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+			if err := c.Send(f); err != nil {
+				return err
+			}
+			_ = c.Close()
+			err := c.Send(f)
+			sendErrs <- err
+			return err
+		}
+		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr))
+		cl := dial(t, addr)
+		ctx := recv(t, r.ready, "ready")
+		if _, err := cl.Write(frame([]byte("bye"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := recv(t, sendErrs, "the Send after Close"); !errors.Is(err, mai.ErrClosed) {
+			t.Fatalf("Send after Close: %v, want ErrClosed", err)
+		}
+		if f, err := readFrame(cl); err != nil || string(f) != "bye" {
+			t.Fatalf("reply %q, %v", f, err)
+		}
+		expectClosedByPeer(t, cl)
+		recv(t, r.closed, "OnClosed")
+		if errs := r.errorsOf(ctx.ID()); len(errs) > 0 {
+			t.Errorf("OnError: %v", errs)
+		}
+		if cause := r.causeOf(ctx.ID()); cause != nil {
+			t.Errorf("OnClosed: %v, want nil", cause)
 		}
 		r.check()
 	})

@@ -63,10 +63,13 @@ type vectorWriter interface {
 // decoding is paused and the held input fills WithMaxInboundBytes), so that
 // TCP slows the peer down instead of the connection failing with
 // ErrInboundLimit. resumeReading is called, from any goroutine, after the
-// pause ended (flPaused was cleared); the transport then asks
-// conn.readRoom again, as the connection may have paused anew. To lose no
-// wake-up, a transport that stops reading checks conn.readPaused after it
-// has recorded that it stopped, under the same lock resumeReading takes.
+// pause ended (flPaused was cleared): only that gives room back to a
+// connection that had none. The transport then asks conn.readRoom again,
+// as the connection may have paused anew. To lose no wake-up, a transport
+// that stops reading asks conn.readRoom after it has recorded that it
+// stopped (under the lock resumeReading takes, or with a signal that
+// resumeReading leaves for it), and reads on if there is room: the pause
+// may have ended meanwhile, and begun anew with room to read ahead.
 type readPauser interface {
 	resumeReading()
 }
@@ -152,17 +155,15 @@ func (t *stdTransport) signal() {
 // and returns how much it can take (0 once closing: the next read fails).
 // The reading goroutine only.
 func (t *stdTransport) waitRoom(c loopConn) int {
-	for {
-		for c.readPaused() && !t.closing.Load() {
-			<-t.wake
-		}
-		if t.closing.Load() {
-			return 0
-		}
+	for !t.closing.Load() {
 		if room := c.readRoom(); room > 0 {
 			return room
 		}
+		// A readRoom of 0 means a pause that is on: its end signals
+		// wake after this, or did before and left the signal in its slot.
+		<-t.wake
 	}
+	return 0
 }
 
 // attachStd starts the reading goroutine of c over nc.
@@ -230,8 +231,6 @@ type loopConn interface {
 	input(data []byte) (room int)
 	// readRoom is input's result without an input (see conn.readRoom).
 	readRoom() int
-	// readPaused reports whether the connection's decoding is paused.
-	readPaused() bool
 	// transportClosed reports the end of the connection, exactly once.
 	transportClosed(err error)
 	// release runs the connection's pending callbacks and lets go of its

@@ -416,10 +416,9 @@ func (l *epLoop) read(c *epConn, hup bool) {
 					l.finish(c, io.EOF, sockError(int(c.fd)))
 					return
 				}
-				if !l.pauseReading(c) {
+				if c.room = int32(l.pauseReading(c)); c.room == 0 {
 					return
 				}
-				continue // the pause ended meanwhile: ask again
 			}
 		}
 		p := l.buf[:min(len(l.buf), int(c.room))]
@@ -460,22 +459,25 @@ func sockError(fd int) syscall.Errno {
 	return syscall.Errno(v)
 }
 
-// pauseReading turns reading off for c, whose connection has no room for
-// input, until resumeReading. It reports true if the pause ended meanwhile
-// and reading is on again. Loop goroutine only.
-func (l *epLoop) pauseReading(c *epConn) bool {
+// pauseReading turns reading off for c, whose connection had no room for
+// input, until resumeReading, and returns the room the connection has
+// once reading is off. Not 0 means that the pause ended before inOff was
+// set (perhaps to begin anew, with room to read ahead), so resumeReading
+// found nothing to turn on: reading is turned on again here. 0 means a
+// pause that is still on, whose end will call resumeReading. Loop
+// goroutine only.
+func (l *epLoop) pauseReading(c *epConn) int {
 	c.mu.Lock()
 	if !c.inOff && c.registered && !c.closed {
 		c.inOff = true
 		l.ctl(c, unix.EPOLL_CTL_MOD, c.eventsLocked())
 	}
 	c.mu.Unlock()
-	// resumeReading found reading on if it ran before inOff was set.
-	if c.lc.readPaused() {
-		return false
+	room := c.lc.readRoom()
+	if room > 0 {
+		c.resumeReading()
 	}
-	c.resumeReading()
-	return true
+	return room
 }
 
 // resumeReading turns reading on again after a pause (see readPauser).

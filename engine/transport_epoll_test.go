@@ -44,6 +44,9 @@ type epFakeConn struct {
 	// counts what was over it and its readRoom calls.
 	paused, limit int
 	over, rooms   int
+	// If set, readRoom calls it, after taking the room, with its number
+	// of calls. f.mu is held.
+	onRoom func(call int)
 }
 
 func newEpFakeConn() *epFakeConn {
@@ -104,13 +107,11 @@ func (f *epFakeConn) readRoom() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rooms++
-	return f.roomLocked()
-}
-
-func (f *epFakeConn) readPaused() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.paused != 0
+	room := f.roomLocked()
+	if f.onRoom != nil {
+		f.onRoom(f.rooms)
+	}
+	return room
 }
 
 func (f *epFakeConn) transportClosed(err error) {
@@ -344,13 +345,47 @@ func TestEpollTransportPauseReading(t *testing.T) {
 	if got != f.limit || over != 0 {
 		t.Fatalf("read %d bytes while paused (%d over the room), want %d", got, over, f.limit)
 	}
-	// One readRoom before the first read, one when the room ran out.
-	if rooms > 2 {
+	// One readRoom before the first read, one when the room ran out, one
+	// after reading was turned off.
+	if rooms > 3 {
 		t.Errorf("readRoom called %d times while paused: the loop kept reporting the paused connection", rooms)
 	}
 	f.tr.(*epConn).resumeReading()
 	if got := f.waitData(t, len(want)); !bytes.Equal(got, want) {
 		t.Fatalf("after the resume: %d bytes, not what was sent", len(got))
+	}
+}
+
+// TestEpollTransportPauseEndedBeforeOff: the loop learned that the
+// connection had no room, and before it turned reading off, the pause
+// ended (its resumeReading found reading on: nothing to do) and began
+// anew with room to read ahead. The loop reads on into that room instead
+// of waiting for the end of the new pause.
+func TestEpollTransportPauseEndedBeforeOff(t *testing.T) {
+	g := newEpTestGroup(t, 1)
+	local, peer := epSocketPair(t)
+	f := newEpFakeConn()
+	f.paused, f.limit = 1, 100
+	// The second readRoom is the loop's after the input that left no
+	// room: it answers 0, and then the pause ends and begins anew with
+	// 100 bytes of room (as if the resume had decoded 100 bytes).
+	f.onRoom = func(call int) {
+		if call == 2 {
+			f.limit = 200
+		}
+	}
+	if err := epStart(g, f, local); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.Write(bytes.Repeat([]byte("0123456789"), 100)); err != nil {
+		t.Fatal(err)
+	}
+	f.waitData(t, 200)
+	f.mu.Lock()
+	got, over := len(f.data), f.over
+	f.mu.Unlock()
+	if got != 200 || over != 0 {
+		t.Fatalf("read %d bytes (%d over the room), want 200", got, over)
 	}
 }
 

@@ -4,7 +4,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -48,12 +50,20 @@ func (t *npTransport) writev(h, p []byte) (int, error) {
 
 // writeAll writes through netpoll's Writer: the bytes are copied or
 // referenced into its output buffer and Flush waits until they are sent.
+// netpoll closes a connection whose peer hung up, even half way, and fails
+// the writes waiting then with ErrConnClosed: that is the peer's end, and
+// is reported as the close callback reports it, io.EOF. (Had we closed the
+// connection, its cause would be recorded already.)
 func (t *npTransport) writeAll(p []byte) error {
 	w := t.nc.Writer()
-	if _, err := w.WriteBinary(p); err != nil {
-		return err
+	_, err := w.WriteBinary(p)
+	if err == nil {
+		err = w.Flush()
 	}
-	return w.Flush()
+	if errors.Is(err, netpoll.ErrConnClosed) {
+		return fmt.Errorf("%w (%w)", io.EOF, err)
+	}
+	return err
 }
 
 func (t *npTransport) waitWritable() error { return nil }

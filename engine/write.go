@@ -214,7 +214,7 @@ func (c *conn[F]) writeFailed(err error) {
 	c.inflight = 0
 	c.outMu.Unlock()
 	c.writeStart.Store(0)
-	c.abortWith(fmt.Errorf("mai: write to %v: %w", c.id, err))
+	c.abort(fmt.Errorf("mai: write to %v: %w", c.id, err), byPeer)
 }
 
 //go:noinline

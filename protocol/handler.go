@@ -42,6 +42,19 @@ type Handler[F any] interface {
 	// callback that blocks for long lets a flooding peer fill netpoll's
 	// buffer beyond mai's bounds; keep callbacks short, or use the std or
 	// epoll transport, where a blocked callback stops reading.
+	//
+	// Frames that arrived whole before the peer ended the connection (EOF,
+	// a reset) are all delivered, also those a pause held back
+	// (mai.WithReadPause): they come after the close, before OnClosed, and
+	// Send from them returns an error wrapping mai.ErrClosed. Any other
+	// error from one of them drops the rest. A close the application or
+	// the engine made (Close, a timeout, a bound) drops the input not yet
+	// delivered.
+	//
+	// An error wrapping mai.ErrClosed returned once the connection is
+	// closing (say, Send's after Close, or after the peer left) is the
+	// close's consequence: OnError does not hear of it, and OnClosed gets
+	// the close's own cause. So `return c.Send(reply)` is always fine.
 	OnFrame(c mai.Context[F], frame F) error
 
 	// OnTimeout is called when a timer of the connection fires: an idle,
