@@ -86,6 +86,7 @@ func (c *conn[F]) roomLocked() int {
 
 // consume decodes data, or keeps it for later. serial is held.
 func (c *conn[F]) consume(data []byte) {
+	c.catchUpWritability()
 	// A partial frame is pending: feed it only what it needs (the size
 	// Sizer told, or geometrically growing pieces), so a large read is not
 	// copied whole and counted against the inbound bound; the rest is
@@ -131,6 +132,7 @@ func (c *conn[F]) decodePending() {
 	if c.pend == nil || c.poisoned {
 		return
 	}
+	c.catchUpWritability()
 	off := c.decodeFrom(c.pendBytes())
 	if c.pend == nil { // released by an error path
 		return
@@ -152,6 +154,18 @@ func (c *conn[F]) decodePending() {
 		c.pendOff = 0
 	}
 	c.markPartial(off > 0)
+}
+
+// catchUpWritability tells the handler of a change of writability that
+// its event has not told yet, before frames are decoded: the flusher that
+// ends a pause clears it before it posts the event, so input arriving in
+// between would otherwise reach OnFrame first. A handler without
+// OnWritabilityChanged, or one up to date, costs a load and a test.
+// serial is held.
+func (c *conn[F]) catchUpWritability() {
+	if c.e.writability != nil && (!c.toldWritable || c.hasFlag(flDipped)) {
+		c.reportWritability()
+	}
 }
 
 // appendPending copies data after the unread pending bytes, enforcing the

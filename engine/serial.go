@@ -135,28 +135,7 @@ func (c *conn[F]) handle(ev *event[F]) {
 	case evDo:
 		c.callDo(ev.fn)
 	case evWritability:
-		// Deliver the state as it is now, and only a change: events can
-		// be posted in a different order than the flips they report. A
-		// queue that crossed the high mark and drained again before this
-		// ran is still told as both flips: a handler that met
-		// ErrBackpressure waits for OnWritabilityChanged(true).
-		c.outMu.Lock()
-		w, dipped := c.writable, c.hasFlag(flDipped)
-		if dipped {
-			c.clearFlag(flDipped)
-		}
-		c.outMu.Unlock()
-		if c.e.writability == nil {
-			return
-		}
-		if dipped && w && c.toldWritable {
-			c.callWritability(c.e.writability, false)
-			c.toldWritable = false
-		}
-		if w != c.toldWritable {
-			c.toldWritable = w
-			c.callWritability(c.e.writability, w)
-		}
+		c.reportWritability()
 	case evResume:
 		c.restartReadClock()
 		c.decodePending()
@@ -166,6 +145,32 @@ func (c *conn[F]) handle(ev *event[F]) {
 		}
 	case evClosed:
 		c.closedEvent()
+	}
+}
+
+// reportWritability tells the handler of the changes of writability it
+// has not heard of. It delivers the state as it is now, and only a
+// change: events can be posted in a different order than the flips they
+// report. A queue that crossed the high mark and drained again before
+// this ran is still told as both flips: a handler that met
+// ErrBackpressure waits for OnWritabilityChanged(true). serial is held.
+func (c *conn[F]) reportWritability() {
+	c.outMu.Lock()
+	w, dipped := c.writable, c.hasFlag(flDipped)
+	if dipped {
+		c.clearFlag(flDipped)
+	}
+	c.outMu.Unlock()
+	if c.e.writability == nil {
+		return
+	}
+	if dipped && w && c.toldWritable {
+		c.callWritability(c.e.writability, false)
+		c.toldWritable = false
+	}
+	if w != c.toldWritable {
+		c.toldWritable = w
+		c.callWritability(c.e.writability, w)
 	}
 }
 

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -81,5 +83,59 @@ func TestWritabilityAfterQuickDrain(t *testing.T) {
 	c.release() // the runner reports writability now
 	if len(h.calls) != 2 || h.calls[0] || !h.calls[1] {
 		t.Fatalf("OnWritabilityChanged calls %v, want [false true]", h.calls)
+	}
+}
+
+// orderLog records OnWritabilityChanged and OnFrame calls in one list.
+type orderLog struct {
+	protocol.Base[[]byte]
+	calls []string
+}
+
+func (o *orderLog) OnWritabilityChanged(_ mai.Context[[]byte], writable bool) {
+	o.calls = append(o.calls, fmt.Sprintf("writable %v", writable))
+}
+
+func (o *orderLog) OnFrame(_ mai.Context[[]byte], f []byte) error {
+	o.calls = append(o.calls, "frame "+string(f))
+	return nil
+}
+
+// TestWritabilityBeforeFrames: a pause ends (the flusher makes the
+// connection writable and clears the pause) and input arrives before the
+// flusher posted its writability event. The handler that was told "not
+// writable" hears "writable" before the frame, whether the frame comes in
+// a new input or was held by the pause.
+func TestWritabilityBeforeFrames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(c *conn[[]byte])
+	}{
+		{"new input", func(c *conn[[]byte]) { c.input(frame([]byte("a"))) }},
+		{"held input", func(c *conn[[]byte]) {
+			c.serial.Lock()
+			c.setFlag(flRunning)
+			c.appendPending(frame([]byte("a")))
+			c.decodePending()
+			c.release()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &orderLog{}
+			e, err := New(lengthField(t, 1<<10), h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer shutdown(t, e)
+			c := bareConn(t, e, &discard{})
+			// Told "not writable" by an earlier event; the queue has
+			// drained since, and the event telling it is not posted yet.
+			c.toldWritable = false
+			tc.run(c)
+			want := []string{"writable true", "frame a"}
+			if !slices.Equal(h.calls, want) {
+				t.Fatalf("calls %q, want %q", h.calls, want)
+			}
+		})
 	}
 }

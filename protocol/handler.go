@@ -80,7 +80,9 @@ type Handler[F any] interface {
 	// when the engine shuts down. err is nil for a close the application
 	// asked for (Close, Shutdown), io.EOF when the peer closed, mai.ErrAborted
 	// after Abort, or the error that OnError saw. After OnClosed, the
-	// Context's methods return mai.ErrClosed.
+	// Context's methods return mai.ErrClosed. The end of the peer's stream
+	// closes the connection, also a half close: frames still queued then
+	// are dropped.
 	OnClosed(c mai.Context[F], err error)
 }
 
@@ -137,7 +139,9 @@ type ConnTicker[F any] interface {
 // the callback could run, false and true come one after the other (several
 // such round trips before it runs are told as one). So after
 // Send returned ErrBackpressure, OnWritabilityChanged(true) follows once the
-// queue drains, unless the connection closes first.
+// queue drains, unless the connection closes first. A change comes before
+// the OnFrame of any frame decoded after it, so the frames a pause held
+// back (mai.WithReadPause) reach a handler that was told writable.
 type WritabilityHandler[F any] interface {
 	OnWritabilityChanged(c mai.Context[F], writable bool)
 }
