@@ -370,9 +370,9 @@ func (c *conn[F]) abort(cause error, by ender) bool {
 	c.outMu.Lock()
 	if c.cause == nil {
 		c.cause = cause
-		if by == byPeer && !c.localEnd {
-			c.setFlag(flPeerEnd)
-		}
+	}
+	if by == byPeer && c.state == stateOpen {
+		c.setFlag(flPeerEnd) // nobody on this side began a close
 	}
 	if c.state == stateClosed {
 		c.outMu.Unlock()
@@ -404,15 +404,14 @@ func (c *conn[F]) peerEnded(err error) {
 }
 
 // peerCauseLocked records err (io.EOF for nil) as the cause when the
-// application did not end the connection and no cause is known: the peer
-// ended it. outMu is held.
+// application did not end the connection and no cause is known. outMu is
+// held.
 func (c *conn[F]) peerCauseLocked(err error) {
 	if c.cause == nil && !c.localEnd {
 		if err == nil {
 			err = io.EOF
 		}
 		c.cause = err
-		c.setFlag(flPeerEnd)
 	}
 }
 
@@ -422,6 +421,11 @@ func (c *conn[F]) peerCauseLocked(err error) {
 func (c *conn[F]) transportClosed(err error) {
 	c.outMu.Lock()
 	c.peerCauseLocked(err)
+	if c.state == stateOpen {
+		// Nobody on this side began a close (which moves the state on
+		// before it closes the transport): the peer ended it.
+		c.setFlag(flPeerEnd)
+	}
 	c.state = stateClosed
 	c.setFlag(flClosing)
 	c.dropQueueLocked()

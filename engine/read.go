@@ -28,6 +28,10 @@ func (c *conn[F]) input(data []byte) (room int) {
 	c.drain()
 	if c.decoding() {
 		c.consume(data)
+	} else {
+		// netpoll hands over what it read before the peer's hang-up
+		// after it closed the connection.
+		c.keepLast(data)
 	}
 	room = c.roomLocked()
 	c.release()
@@ -104,7 +108,8 @@ func (c *conn[F]) consume(data []byte) {
 		}
 		data = data[k:]
 		c.decodePending()
-		if c.poisoned || c.hasFlag(flClosing) {
+		if c.hasFlag(flClosing) {
+			c.keepLast(data)
 			return
 		}
 	}
@@ -117,13 +122,23 @@ func (c *conn[F]) consume(data []byte) {
 		return
 	}
 	off := c.decodeFrom(data)
-	if c.poisoned || c.hasFlag(flClosing) {
+	if c.hasFlag(flClosing) {
+		c.keepLast(data[off:])
 		return
 	}
 	if off < len(data) {
 		c.appendPending(data[off:])
 	}
 	c.markPartial(off > 0)
+}
+
+// keepLast keeps data, input that arrived or was left undecoded after the
+// connection began to close, when the peer ended it (see deliverHeld),
+// within the inbound bound; otherwise the input is dropped. serial is held.
+func (c *conn[F]) keepLast(data []byte) {
+	if len(data) > 0 && c.hasFlag(flPeerEnd) && !c.poisoned && !c.finished {
+		c.appendPending(data)
+	}
 }
 
 // decodePending decodes what the pending buffer holds, as far as it can.
@@ -319,6 +334,7 @@ func (c *conn[F]) frameFailed(err error) {
 	if errors.Is(err, mai.ErrClosed) && c.closing() {
 		return
 	}
+	c.poisoned = true // no frame is delivered after the handler's error
 	c.fail(err)
 }
 
@@ -330,31 +346,36 @@ func (c *conn[F]) closing() bool {
 }
 
 // deliverHeld delivers the whole frames in the input held when the peer
-// ended the connection (EOF, a reset, a write it refused): bytes that
-// arrived before it went, kept back by a pause or not decoded yet. Their
-// OnFrame calls run before OnClosed, with the connection closed, so a
-// Send from them returns an error wrapping mai.ErrClosed. Another error
-// from OnFrame, or a panic, ends the delivery and drops the rest; else
-// what stays held is a partial frame. serial is held.
+// ended the connection (EOF, a reset, a write it refused) before this
+// side began a close: bytes read from the socket before the peer went,
+// kept back by a pause or not decoded yet. Their OnFrame calls run before
+// OnClosed, with the connection closed, so a Send from them returns an
+// error wrapping mai.ErrClosed. Another error from OnFrame, or a panic,
+// ends the delivery and drops the rest; else what stays held is a partial
+// frame. serial is held.
 //
 // decodeFrom stops at flClosing and flPaused, which are set: they are
-// cleared for the delivery. That is safe because the connection is
-// closed (stateClosed), after which only its runner sets either (fail;
-// Send, the only other path to a pause, refuses a closed connection).
+// cleared for the delivery. After stateClosed only this runner sets
+// flClosing (fail, for an error from OnFrame). flPaused can still be set
+// by a flusher that was writing when the connection closed (handOff,
+// crossing the high mark again): the delivery goes on past it.
 func (c *conn[F]) deliverHeld() {
-	if c.pend == nil || c.poisoned || c.unread() == 0 {
-		return
-	}
-	c.clearFlag(flClosing | flPaused)
-	off := c.decodeFrom(c.pendBytes())
-	failed := c.hasFlag(flClosing)
-	c.setFlag(flClosing)
-	switch {
-	case c.pend == nil: // dropped by a protocol error
-	case failed:
-		c.poisoned = true // the rest is not decoded
-	default:
+	for c.pend != nil && !c.poisoned && c.unread() > 0 {
+		c.clearFlag(flClosing | flPaused)
+		off := c.decodeFrom(c.pendBytes())
+		failed := c.hasFlag(flClosing)
+		c.setFlag(flClosing)
+		switch {
+		case c.pend == nil: // dropped by a protocol error
+			return
+		case failed:
+			c.poisoned = true // the rest is not decoded
+			return
+		}
 		c.pendOff += int32(off)
+		if !c.hasFlag(flPaused) {
+			return // at a partial frame, or all delivered
+		}
 	}
 }
 
@@ -369,6 +390,7 @@ func (c *conn[F]) decodePanicked(off *int, inFrame *bool, size int) {
 	}
 	err := c.panicked(r)
 	if *inFrame {
+		c.poisoned = true // as for an error from OnFrame
 		c.fail(err)
 		return
 	}

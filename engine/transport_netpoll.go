@@ -51,16 +51,18 @@ func (t *npTransport) writev(h, p []byte) (int, error) {
 // writeAll writes through netpoll's Writer: the bytes are copied or
 // referenced into its output buffer and Flush waits until they are sent.
 // netpoll closes a connection whose peer hung up, even half way, and fails
-// the writes waiting then with ErrConnClosed: that is the peer's end, and
-// is reported as the close callback reports it, io.EOF. (Had we closed the
-// connection, its cause would be recorded already.)
+// the writes waiting then with ErrConnClosed, or with whatever a write
+// meets once it let go of the descriptor (ENOENT from epoll_ctl): that is
+// the peer's end, and is reported as the close callback reports it,
+// io.EOF. (Had we closed the connection, its cause would be recorded
+// already.)
 func (t *npTransport) writeAll(p []byte) error {
 	w := t.nc.Writer()
 	_, err := w.WriteBinary(p)
 	if err == nil {
 		err = w.Flush()
 	}
-	if errors.Is(err, netpoll.ErrConnClosed) {
+	if err != nil && (errors.Is(err, netpoll.ErrConnClosed) || !t.nc.IsActive()) {
 		return fmt.Errorf("%w (%w)", io.EOF, err)
 	}
 	return err
@@ -76,7 +78,17 @@ func (t *npTransport) fdClosing() {
 	t.fdMu.Unlock()
 }
 
-func (t *npTransport) close() { _ = t.nc.Close() }
+// close closes the connection, unless netpoll closed it already: it does
+// when the peer hangs up (once OnRequest is set, which attachNetpoll sees
+// to), and then goes on handing OnRequest what it read before the
+// hang-up, and runs the close callbacks after. Closing it again would stop
+// that (netpoll's Close marks it closed by the user, and OnRequest is not
+// called again), and the peer's last frames would be lost.
+func (t *npTransport) close() {
+	if t.nc.IsActive() {
+		_ = t.nc.Close()
+	}
+}
 
 // attachNetpoll moves nc's socket to netpoll: its descriptor is duplicated
 // (close-on-exec) and nc is closed, so the Go runtime's poller lets go of it.
@@ -134,9 +146,10 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 		return r.Release()
 	})
 	// The peer may have hung up before OnRequest was set, when netpoll does
-	// not run close callbacks by itself: closing runs ours.
+	// not run close callbacks by itself: closing runs ours (t.close would
+	// leave it to netpoll).
 	if !npc.IsActive() {
-		t.close()
+		_ = npc.Close()
 	}
 	return nil
 }

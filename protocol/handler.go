@@ -43,13 +43,15 @@ type Handler[F any] interface {
 	// buffer beyond mai's bounds; keep callbacks short, or use the std or
 	// epoll transport, where a blocked callback stops reading.
 	//
-	// Frames that arrived whole before the peer ended the connection (EOF,
-	// a reset) are all delivered, also those a pause held back
-	// (mai.WithReadPause): they come after the close, before OnClosed, and
-	// Send from them returns an error wrapping mai.ErrClosed. Any other
-	// error from one of them drops the rest. A close the application or
-	// the engine made (Close, a timeout, a bound) drops the input not yet
-	// delivered.
+	// When the peer ends the connection (EOF, a reset) before this side
+	// began a close, the whole frames the engine had read from it are all
+	// delivered, also those a pause held back (mai.WithReadPause): they
+	// come after the close, before OnClosed, and Send from them returns an
+	// error wrapping mai.ErrClosed. Any other error from one of them, or a
+	// panic, drops the rest. Bytes the engine never read (beyond
+	// mai.WithMaxInboundBytes while paused) are not delivered; nor is any
+	// input once this side began a close (Close, Abort, a timeout, a
+	// bound, an error).
 	//
 	// An error wrapping mai.ErrClosed returned once the connection is
 	// closing (say, Send's after Close, or after the peer left) is the
@@ -79,10 +81,11 @@ type Handler[F any] interface {
 	// OnClosed is called exactly once when the connection has closed, also
 	// when the engine shuts down. err is nil for a close the application
 	// asked for (Close, Shutdown), io.EOF when the peer closed, mai.ErrAborted
-	// after Abort, or the error that OnError saw. After OnClosed, the
-	// Context's methods return mai.ErrClosed. The end of the peer's stream
-	// closes the connection, also a half close: frames still queued then
-	// are dropped.
+	// after Abort, or the error that OnError saw (the peer's end stays the
+	// cause when OnError saw an error of a frame delivered after it). After
+	// OnClosed, the Context's methods return mai.ErrClosed. The end of the
+	// peer's stream closes the connection, also a half close: frames still
+	// queued then are dropped.
 	OnClosed(c mai.Context[F], err error)
 }
 
@@ -139,9 +142,13 @@ type ConnTicker[F any] interface {
 // the callback could run, false and true come one after the other (several
 // such round trips before it runs are told as one). So after
 // Send returned ErrBackpressure, OnWritabilityChanged(true) follows once the
-// queue drains, unless the connection closes first. A change comes before
-// the OnFrame of any frame decoded after it, so the frames a pause held
-// back (mai.WithReadPause) reach a handler that was told writable.
+// queue drains, unless the connection closes first. When a pause ends
+// (mai.WithReadPause), OnWritabilityChanged(true) comes before the
+// OnFrame of the frames it held back and of any input after it. Within
+// the frames of one input, a change that one OnFrame's Send causes is told
+// after the input's last frame (Send's ErrBackpressure tells it at once),
+// and frames delivered after the peer's end (see OnFrame) come with no
+// change told.
 type WritabilityHandler[F any] interface {
 	OnWritabilityChanged(c mai.Context[F], writable bool)
 }
