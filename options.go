@@ -287,8 +287,9 @@ func WithMaxPooledBufferSize(n int) Option { return func(o *Options) { o.MaxPool
 func WithMaxPooledBytes(n int) Option { return func(o *Options) { o.MaxPooledBytes = n } }
 
 // WithMaxFrameSize sets the largest frame, in encoded bytes (header and
-// delimiter included), the engine buffers for a connection: a partial frame
-// that grows beyond it closes the connection with ErrFrameTooLarge. Default:
+// delimiter included), the engine takes from a connection: a frame over it,
+// whole or still partial, closes the connection with ErrFrameTooLarge,
+// however it arrived. Default:
 // the codec's own limit when it implements codec.MaxSizer (every built-in
 // codec does, so their MaxLength is the one number to set), else 1 MiB.
 // At most MaxInboundLimit (1 GiB): a larger WithMaxFrameSize is rejected,
@@ -300,7 +301,8 @@ func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize =
 // paused by backpressure). On the std and epoll transports the connection
 // stops reading when it holds that much (see WithReadPause); on netpoll,
 // which cannot stop reading, it closes with ErrInboundLimit when it would
-// hold more. Default MaxFrameSize + 64 KiB (at most
+// hold more, or when netpoll's read-ahead grows by more than this while
+// the connection's replies back up (also with the pause off). Default MaxFrameSize + 64 KiB (at most
 // MaxInboundLimit); must be at least MaxFrameSize and at most
 // MaxInboundLimit (1 GiB). With frames within 64 KiB of the limit the
 // default leaves less than 64 KiB of room beyond a largest frame, for input

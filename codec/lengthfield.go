@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -267,14 +268,21 @@ func (c *LengthField) putField(b []byte, v uint64) {
 	}
 }
 
+// errZeroLengthField is what a LengthField that NewLengthField did not
+// make reports: its zero value has no field.
+var errZeroLengthField = errors.New("codec: LengthField is a zero value: make it with NewLengthField")
+
 // total returns the wire size of the frame whose header src holds
-// (len(src) >= c.end), or -1 when the field's value is over the maximum and
-// -2 when it is under the minimum.
+// (len(src) >= c.end), or -1 when the field's value is over the maximum,
+// -2 when it is under the minimum, and -3 for a zero LengthField.
 func (c *LengthField) total(src []byte) (int, uint64) {
 	var v uint64
 	if c.be32 { // the common case, kept inline
 		v = uint64(binary.BigEndian.Uint32(src[c.offset:c.end]))
 	} else {
+		if c.width == 0 {
+			return -3, 0
+		}
 		v = c.field(src[c.offset:c.end])
 	}
 	switch {
@@ -302,6 +310,8 @@ func (c *LengthField) Decode(src []byte) ([]byte, int, error) {
 	switch {
 	case n == -1:
 		return nil, 0, fmt.Errorf("%w: length field value %d is over %d (MaxLength %d)", ErrFrameTooLarge, v, c.vMax, c.maxLen)
+	case n == -3:
+		return nil, 0, errZeroLengthField
 	case n < 0:
 		return nil, 0, fmt.Errorf("codec: length field value %d is under %d: the frame would be shorter than its header and Strip (%d bytes)", v, c.vMin, c.lo)
 	case len(src) < n:
@@ -327,7 +337,7 @@ func (c *LengthField) FrameSize(src []byte) int {
 // Encode implements Codec; see LengthField for what it writes. It does not
 // modify frame and is safe for concurrent use.
 func (c *LengthField) Encode(dst, frame []byte) ([]byte, error) {
-	if len(frame) > c.maxLen || len(frame) < c.minLen {
+	if len(frame) > c.maxLen || len(frame) < c.minLen || c.width == 0 {
 		return dst, c.frameSizeError(len(frame))
 	}
 	// minLen <= len(frame) <= maxLen, so vMin <= v <= vMax; the
@@ -357,7 +367,7 @@ func (c *LengthField) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
 		b, err := c.Encode(dst, frame)
 		return b, nil, err
 	}
-	if len(frame) > c.maxLen || len(frame) < c.minLen {
+	if len(frame) > c.maxLen || len(frame) < c.minLen || c.width == 0 {
 		return dst, nil, c.frameSizeError(len(frame))
 	}
 	start := len(dst)
@@ -375,6 +385,8 @@ func (c *LengthField) EncodeHeader(dst, frame []byte) ([]byte, []byte, error) {
 //go:noinline
 func (c *LengthField) frameSizeError(n int) error {
 	switch {
+	case c.width == 0:
+		return errZeroLengthField
 	case n > c.maxLen:
 		return fmt.Errorf("%w: %d-byte frame, LengthField MaxLength is %d", ErrFrameTooLarge, n, c.maxLen)
 	case c.strip+n < c.lo:

@@ -363,3 +363,26 @@ func TestLengthFieldLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestLengthFieldZeroValue: a LengthField that NewLengthField did not make
+// (a zero value, &codec.LengthField{}) reports an error from every method
+// instead of panicking.
+func TestLengthFieldZeroValue(t *testing.T) {
+	var c codec.LengthField
+	for _, src := range [][]byte{nil, {1}, {0, 0, 0, 4, 'a'}} {
+		if _, n, err := c.Decode(src); err == nil && len(src) > 0 {
+			t.Errorf("Decode(%v): n %d, no error", src, n)
+		}
+		if n := c.FrameSize(src); n != 0 {
+			t.Errorf("FrameSize(%v) = %d, want 0", src, n)
+		}
+	}
+	for _, f := range [][]byte{nil, {}, []byte("frame")} {
+		if b, err := c.Encode(nil, f); err == nil {
+			t.Errorf("Encode(%q) = %v, no error", f, b)
+		}
+		if h, p, err := c.EncodeHeader(nil, f); err == nil {
+			t.Errorf("EncodeHeader(%q) = %v, %v, no error", f, h, p)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/mai-go/mai"
@@ -174,6 +175,33 @@ func BenchmarkQueueFill(b *testing.B) {
 			}
 			if want := b.N * 17 * (4 + len(payload)); d.n != want {
 				b.Fatalf("wrote %d bytes, want %d", d.n, want)
+			}
+		})
+	}
+}
+
+// BenchmarkLargeFrameInput is a frame arriving 64 KiB at a time through
+// the read path, with no socket: what holding a partial frame costs,
+// which for a frame over the pool's largest buffer (2 MiB by default)
+// includes allocating its room. See appendPending's reserve.
+//
+//	go test -run '^$' -bench LargeFrameInput -benchmem ./engine/
+func BenchmarkLargeFrameInput(b *testing.B) {
+	for _, size := range []int{64 << 10, 1 << 20, 16 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			e, err := New(lengthField(b, 16<<20), frameFunc(func([]byte) {}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer shutdown(b, e)
+			c := bareConn(b, e, &discard{})
+			whole := frame(make([]byte, size))
+			b.ReportAllocs()
+			b.SetBytes(int64(len(whole)))
+			for b.Loop() {
+				for off := 0; off < len(whole); off += 64 << 10 {
+					c.input(whole[off:min(off+64<<10, len(whole))])
+				}
 			}
 		})
 	}

@@ -368,3 +368,43 @@ func TestStdWaitRoomPauseEndedBeforeWait(t *testing.T) {
 		t.Fatalf("waitRoom %d after close, want 0", room)
 	}
 }
+
+// TestNoPauseFloodEnds: with the pause off (WithReadPause(false), as
+// pipelining clients run), a peer floods small frames and reads nothing;
+// the handler ignores its refused Sends. The connection still ends by a
+// bound, long before the flood is sent: the write timeout (std and epoll
+// read a bounded piece at a time, and the timeout runs between pieces),
+// or on netpoll, which reads ahead without a bound, the inbound bound on
+// what it read ahead while the connection decoded (or the write timeout,
+// which runs between the pieces it is handed). Before, netpoll handed
+// all it held at once and held more each time: the connection never
+// ended and the heap grew by hundreds of MiB.
+func TestNoPauseFloodEnds(t *testing.T) {
+	const (
+		maxIn    = 256 << 10
+		perFlood = 256 << 20
+	)
+	payload := []byte{'x'}
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r := newRecorder(t)
+		r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+			_ = c.Send(f) // refused once the queue is full: dropped
+			return nil
+		}
+		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithReadPause(false),
+			mai.WithWriteTimeout(200*time.Millisecond), mai.WithMaxInboundBytes(maxIn),
+			mai.WithWriteBufferWaterMarks(lowWater, highWater), mai.WithListenControl(sockBufs(0, serverSnd)))
+		c := dialBufs(t, addr, clientRcv, 0)
+		ctx := recv(t, r.ready, "ready")
+		_, sent, err := flood(c, payload, perFlood, nil, nil)
+		if err == nil {
+			t.Fatalf("the flood of %d MiB was all sent: the server did not end it", sent>>20)
+		}
+		recv(t, r.closed, "OnClosed")
+		cause := r.causeOf(ctx.ID())
+		if !errors.Is(cause, mai.ErrWriteTimeout) && !errors.Is(cause, mai.ErrInboundLimit) {
+			t.Errorf("OnClosed: %v, want the write timeout or the inbound bound", cause)
+		}
+		t.Logf("%s: ended after %d MiB: %v", tr, sent>>20, cause)
+	})
+}

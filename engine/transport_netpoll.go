@@ -26,9 +26,10 @@ const netpollSupported = true
 // The runner's non-blocking write goes straight to the descriptor: netpoll's
 // output buffer is empty then, since the one flush loop of the connection
 // only starts a write once the previous Flush returned. fdMu keeps that
-// write from meeting the descriptor's close (and a reuse of its number):
-// our close callback runs before netpoll's own, which closes the
-// descriptor, and takes fdMu for writing.
+// write from meeting the descriptor's close (and a reuse of its number),
+// and the flusher's writes through netpoll's Writer from meeting the
+// recycling of its output buffer: our close callback runs before
+// netpoll's own, which does both, and takes fdMu for writing.
 type npTransport struct {
 	nc     netpoll.Connection
 	fd     int
@@ -56,7 +57,18 @@ func (t *npTransport) writev(h, p []byte) (int, error) {
 // the peer's end, and is reported as the close callback reports it,
 // io.EOF. (Had we closed the connection, its cause would be recorded
 // already.)
+//
+// It holds fdMu for reading, as the direct write does: netpoll recycles
+// the connection's output buffer when it closes, after our close callback
+// (fdClosing) ran, and a WriteBinary meeting that panics inside netpoll.
+// A Flush waiting for the socket does not hold fdClosing up for long:
+// netpoll wakes it with ErrConnClosed before it runs the close callbacks.
 func (t *npTransport) writeAll(p []byte) error {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if t.fdGone {
+		return fmt.Errorf("write: %w", mai.ErrClosed)
+	}
 	w := t.nc.Writer()
 	_, err := w.WriteBinary(p)
 	if err == nil {
@@ -132,24 +144,61 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 		return nil
 	})
 	_ = npc.SetOnRequest(func(_ context.Context, nconn netpoll.Connection) error {
-		r := nconn.Reader()
-		n := r.Len()
-		if n == 0 {
-			return nil
-		}
-		buf, err := r.Peek(n)
-		if err != nil {
-			return err
-		}
-		c.input(buf)
-		_ = r.Skip(n)
-		return r.Release()
+		return npRequest(c, nconn.Reader(), e.opts.MaxInboundBytes)
 	})
 	// The peer may have hung up before OnRequest was set, when netpoll does
 	// not run close callbacks by itself: closing runs ours (t.close would
 	// leave it to netpoll).
 	if !npc.IsActive() {
 		_ = npc.Close()
+	}
+	return nil
+}
+
+// npChunk is the least input npRequest hands over at once.
+const npChunk = 64 << 10
+
+// npInput is what npRequest needs of a connection.
+type npInput interface {
+	input(data []byte) (room int)
+	// Writable reports whether the outbound queue is under the high mark.
+	Writable() bool
+	// inboundOverrun fails the connection for input netpoll read ahead
+	// beyond the inbound bound.
+	inboundOverrun(buffered int)
+}
+
+// npRequest hands what netpoll read to c, in pieces of at most the inbound
+// bound (npChunk at least), so that the connection's queued events (a
+// timeout, say) run between them. netpoll keeps reading meanwhile, with
+// no bound of its own. When what it holds grows by more than the bound
+// while the connection decodes, and the connection's replies back up
+// over the high mark, the peer sends faster than the connection takes
+// its input and does not read what it is sent: the connection fails with
+// ErrInboundLimit instead of netpoll's buffer growing without end. A
+// peer that reads its replies (a server answering a pipelining client)
+// is not stopped: what it sends is bounded by what it was asked. (Nor is
+// a burst netpoll read in one go: it is handed over piece by piece.)
+func npRequest(lc npInput, r netpoll.Reader, bound int) error {
+	start := r.Len()
+	for n := start; n > 0; n = r.Len() {
+		if n-start > bound && !lc.Writable() {
+			lc.inboundOverrun(n)
+			// Consume it all: netpoll calls OnRequest again while input
+			// remains on a connection it closed itself.
+			_ = r.Skip(n)
+			return r.Release()
+		}
+		k := min(n, max(bound, npChunk))
+		buf, err := r.Peek(k)
+		if err != nil {
+			return err
+		}
+		lc.input(buf)
+		_ = r.Skip(k)
+		if err := r.Release(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
