@@ -106,7 +106,9 @@ func (c ShutdownCmd[F]) reply() chan<- Result { return nil }
 // a command that was sent is always answered. Each Reply channel, when not
 // nil, receives exactly one Result; give it room for one (a buffered
 // channel) — an unbuffered Reply is served by a goroutine of its own so the
-// command loop never waits for a slow reader. Code that the command loop
+// command loop never waits for a slow reader, and that goroutine waits for
+// the reader, also past the engine's stop: an unbuffered Reply that is
+// never read keeps it. Code that the command loop
 // itself runs (the handler's Admit for a ManageCmd, a BroadcastCmd's
 // Filter) must not send to the channel: the send would wait for the loop,
 // which waits for it.
@@ -171,7 +173,13 @@ func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
 	}
 }
 
-// deliver sends r on ch without holding up the command loop.
+// deliver sends r on ch without holding up the command loop. An
+// unbuffered ch whose reader is not there yet gets r from a goroutine of
+// its own, which waits for the reader however long it takes, the engine's
+// stop included: a command that was sent is always answered. That
+// goroutine is not one the engine's stop waits for (the reader may come
+// after it, or never: then it stays), and it is started with go, not
+// spawn, whose WaitGroup must not grow once the stop waits on it.
 func (e *ProtocolEngine[F]) deliver(ch chan<- Result, r Result) {
 	if ch == nil {
 		return
@@ -185,14 +193,5 @@ func (e *ProtocolEngine[F]) deliver(ch chan<- Result, r Result) {
 		e.log.Warn("mai: command reply channel full; result dropped", "err", r.Err)
 		return
 	}
-	e.spawn(func() {
-		select {
-		case ch <- r:
-		case <-e.closing:
-			select {
-			case ch <- r:
-			case <-e.stopWheel:
-			}
-		}
-	})
+	go func() { ch <- r }()
 }

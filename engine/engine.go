@@ -59,6 +59,9 @@ type ProtocolEngine[F any] struct {
 	done         chan struct{} // closed when the engine has stopped
 	stopWheel    chan struct{}
 	shutdownOnce sync.Once
+	// aborting is set when a Shutdown's ctx ended: connections are
+	// aborted from then on, also one adopted after (see adopt).
+	aborting atomic.Bool
 
 	wg sync.WaitGroup // every goroutine the engine started
 
@@ -335,10 +338,15 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 		e.goRun(c)
 	}
 	// Shutdown may have started after the check above and missed c in its
-	// snapshot of the registry: close it here then.
+	// snapshot of the registry: close it here then, or abort it if a
+	// Shutdown's ctx has ended already, as that Shutdown did the others.
 	select {
 	case <-e.closing:
-		_ = c.closeWith(nil, true)
+		if e.aborting.Load() {
+			_ = c.Abort()
+		} else {
+			_ = c.closeWith(nil, true)
+		}
 	default:
 	}
 	return id, nil
@@ -501,6 +509,9 @@ func (e *ProtocolEngine[F]) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	// Set before the snapshot: a connection published after it sees
+	// the flag (adopt), one published before is in it.
+	e.aborting.Store(true)
 	for _, c := range e.reg.snapshot(nil) {
 		_ = c.Abort()
 	}
@@ -522,8 +533,11 @@ func (e *ProtocolEngine[F]) beginShutdown() {
 		delete(e.listeners, name)
 	}
 	e.lifeMu.Unlock()
+	// The sockets close now; an accept loop may still be in Admit, which
+	// Shutdown does not wait for (the engine's stop does: wg). What it
+	// accepted is refused, since shutting is set.
 	for _, l := range lns {
-		l.stop()
+		l.close()
 	}
 	for _, c := range e.reg.snapshot(nil) {
 		_ = c.closeWith(nil, true)

@@ -24,7 +24,9 @@ type listener struct {
 	exited   chan struct{} // closed when the accept loop returned
 }
 
-func (l *listener) stop() {
+// close stops accepting: the socket closes, and the accept loop ends
+// once a connection it is taking (in Admit, say) is settled.
+func (l *listener) close() {
 	l.stopOnce.Do(func() {
 		close(l.stopped)
 		_ = l.ln.Close()
@@ -32,6 +34,11 @@ func (l *listener) stop() {
 			l.raw.close()
 		}
 	})
+}
+
+// stop is close, and waits for the accept loop to end.
+func (l *listener) stop() {
+	l.close()
 	<-l.exited
 }
 

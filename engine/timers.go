@@ -224,7 +224,8 @@ type engineTimer[F any] struct {
 
 // SetTimer arranges for the Handler's OnEngineTimer (protocol.EngineTimerHandler)
 // to receive payload after d. It fails if the Handler does not implement
-// protocol.EngineTimerHandler, or once the engine is shutting down. Safe for
+// protocol.EngineTimerHandler, or once Shutdown has begun (timers set
+// before keep firing until the last connection is gone). Safe for
 // concurrent use.
 func (e *ProtocolEngine[F]) SetTimer(d time.Duration, payload any) (mai.TimerID, error) {
 	if e.timerH == nil {
@@ -232,6 +233,11 @@ func (e *ProtocolEngine[F]) SetTimer(d time.Duration, payload any) (mai.TimerID,
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("%w: negative timer duration %v", mai.ErrInvalidOption, d)
+	}
+	select {
+	case <-e.closing:
+		return 0, fmt.Errorf("set timer: %w", mai.ErrShutdown)
+	default:
 	}
 	et := &engineTimer[F]{e: e, id: mai.TimerID(e.timerSeq.Add(1)), payload: payload}
 	et.t.Init(engineTimerFired[F], et)

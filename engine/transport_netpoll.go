@@ -139,8 +139,10 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 	t := &npTransport{nc: npc, fd: fd}
 	c.tr = t
 	_ = npc.AddCloseCallback(func(netpoll.Connection) error {
-		t.fdClosing()
+		// The end is recorded first: a write that fails for fdClosing
+		// must not become its cause.
 		c.transportClosed(nil)
+		t.fdClosing()
 		return nil
 	})
 	_ = npc.SetOnRequest(func(_ context.Context, nconn netpoll.Connection) error {
