@@ -157,9 +157,6 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 	return nil
 }
 
-// npChunk is the least input npRequest hands over at once.
-const npChunk = 64 << 10
-
 // npInput is what npRequest needs of a connection.
 type npInput interface {
 	input(data []byte) (room int)
@@ -170,21 +167,28 @@ type npInput interface {
 	inboundOverrun(buffered int)
 }
 
-// npRequest hands what netpoll read to c, in pieces of at most the inbound
-// bound (npChunk at least), so that the connection's queued events (a
-// timeout, say) run between them. netpoll keeps reading meanwhile, with
-// no bound of its own. When what it holds grows by more than the bound
-// while the connection decodes, and the connection's replies back up
-// over the high mark, the peer sends faster than the connection takes
-// its input and does not read what it is sent: the connection fails with
-// ErrInboundLimit instead of netpoll's buffer growing without end. A
-// peer that reads its replies (a server answering a pipelining client)
-// is not stopped: what it sends is bounded by what it was asked. (Nor is
-// a burst netpoll read in one go: it is handed over piece by piece.)
+// npChunk is the least input npRequest hands over at once.
+const npChunk = 64 << 10
+
+// npRequest hands what netpoll read to c. netpoll reads with no bound of
+// its own, also while the connection decodes: when it holds more than the
+// bound while the connection's replies back up over the high mark, the
+// peer sends faster than the connection takes its input and does not
+// read what it is sent, and the connection fails with ErrInboundLimit
+// instead of netpoll's buffer growing without end. A peer that reads its
+// replies (a server answering a pipelining client) is not stopped: what
+// it sends is bounded by what it was asked.
+//
+// Input over the bound is handed over in pieces of the bound, so that the
+// check runs, and the connection's queued events (timeouts) too, between
+// them; input within it goes whole, and netpoll calls again for what
+// arrived meanwhile. (Pieces for all input, and taking what arrived
+// meanwhile in the same call, cost about 1.5 us of user time per 64 KiB
+// frame in the bench's s4: 4.73 against 3.06 us, median of 7 alternating
+// rounds.)
 func npRequest(lc npInput, r netpoll.Reader, bound int) error {
-	start := r.Len()
-	for n := start; n > 0; n = r.Len() {
-		if n-start > bound && !lc.Writable() {
+	for n := r.Len(); n > 0; n = r.Len() {
+		if n > bound && !lc.Writable() {
 			lc.inboundOverrun(n)
 			// Consume it all: netpoll calls OnRequest again while input
 			// remains on a connection it closed itself.
@@ -198,7 +202,7 @@ func npRequest(lc npInput, r netpoll.Reader, bound int) error {
 		}
 		lc.input(buf)
 		_ = r.Skip(k)
-		if err := r.Release(); err != nil {
+		if err := r.Release(); err != nil || k == n {
 			return err
 		}
 	}
