@@ -181,11 +181,8 @@ const npChunk = 64 << 10
 //
 // Input over the bound is handed over in pieces of the bound, so that the
 // check runs, and the connection's queued events (timeouts) too, between
-// them; input within it goes whole, and netpoll calls again for what
-// arrived meanwhile. (Pieces for all input, and taking what arrived
-// meanwhile in the same call, cost about 1.5 us of user time per 64 KiB
-// frame in the bench's s4: 4.73 against 3.06 us, median of 7 alternating
-// rounds.)
+// them; input within it goes whole, as before the check existed, and
+// netpoll calls again for what arrived meanwhile.
 func npRequest(lc npInput, r netpoll.Reader, bound int) error {
 	for n := r.Len(); n > 0; n = r.Len() {
 		if n > bound && !lc.Writable() {
