@@ -219,6 +219,19 @@ func TestPeerEndWithoutWaiting(t *testing.T) {
 	}
 }
 
+// countLateFrames makes r's OnFrame reply with peerReply and count the
+// frames it gets once closed is set: frames after the close.
+func countLateFrames(r *recorder) (closed *atomic.Bool, late *atomic.Int32) {
+	closed, late = new(atomic.Bool), new(atomic.Int32)
+	r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+		if closed.Load() {
+			late.Add(1)
+		}
+		return c.Send(peerReply)
+	}
+	return closed, late
+}
+
 // TestLocalEndDropsHeldFrames: when this side ends a paused connection
 // (Abort; Close followed by the peer's reset; the write timeout), the
 // frames it holds are dropped: no OnFrame runs after the close.
@@ -227,14 +240,7 @@ func TestLocalEndDropsHeldFrames(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 				r := newRecorder(t)
-				var closed atomic.Bool
-				var late atomic.Int32
-				r.onFrame = func(c mai.Context[[]byte], f []byte) error {
-					if closed.Load() {
-						late.Add(1)
-					}
-					return c.Send(peerReply)
-				}
+				closed, late := countLateFrames(r)
 				var opts []mai.Option
 				if mode == "write timeout" {
 					opts = append(opts, mai.WithWriteTimeout(200*time.Millisecond))
@@ -326,14 +332,7 @@ func (*eofConn) SetWriteDeadline(time.Time) error { return nil }
 // are dropped, not delivered after its Close returned.
 func TestCloseBetweenPeerEndAndTransportClose(t *testing.T) {
 	r := newRecorder(t)
-	var closedByApp atomic.Bool
-	var late atomic.Int32
-	r.onFrame = func(c mai.Context[[]byte], f []byte) error {
-		if closedByApp.Load() {
-			late.Add(1)
-		}
-		return c.Send(peerReply)
-	}
+	closedByApp, late := countLateFrames(r)
 	e, err := New(lengthField(t, 64<<10), r, mai.WithTransport(mai.TransportStd),
 		mai.WithWriteBufferWaterMarks(lowWater, highWater))
 	if err != nil {

@@ -60,22 +60,10 @@ func TestCommandsAnsweredAtStop(t *testing.T) {
 	}
 }
 
-// gateAdmit is a recorder whose Admit signals entered and then waits for
-// gate.
-type gateAdmit struct {
-	*recorder
-	entered chan struct{}
-	gate    chan struct{}
-}
-
-func (g *gateAdmit) Admit(mai.ConnInfo) error {
-	g.entered <- struct{}{}
-	<-g.gate
-	return nil
-}
-
-func newGateAdmit(t *testing.T) *gateAdmit {
-	return &gateAdmit{recorder: newRecorder(t), entered: make(chan struct{}, 16), gate: make(chan struct{})}
+// newGateAdmit returns a recorder whose Admit signals in and then waits
+// for release (blockingAdmitter, command_test.go).
+func newGateAdmit(t *testing.T) *blockingAdmitter {
+	return &blockingAdmitter{recorder: newRecorder(t), in: make(chan struct{}, 16), release: make(chan struct{})}
 }
 
 // TestShutdownCtxWhileAdmitBlocks: an accept loop is in the handler's
@@ -94,13 +82,13 @@ func TestShutdownCtxWhileAdmitBlocks(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := dial(t, addr.String())
-		recv(t, h.entered, "Admit")
+		recv(t, h.in, "Admit")
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Shutdown: %v, want its ctx's deadline", err)
 		}
-		close(h.gate)
+		close(h.release)
 		recv(t, e.Done(), "the engine's stop")
 		expectClosedByPeer(t, c)
 		if n := e.Len(); n != 0 {
@@ -145,13 +133,13 @@ func TestAdoptAfterExpiredShutdown(t *testing.T) {
 			_, err := e.Dial(context.Background(), "tcp", ln.Addr().String())
 			dialed <- err
 		}()
-		recv(t, h.entered, "Admit")
+		recv(t, h.in, "Admit")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
 		if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Shutdown: %v, want its ctx's deadline", err)
 		}
-		close(h.gate)
+		close(h.release)
 		recv(t, dialed, "Dial")
 		recv(t, e.Done(), "the engine's stop")
 		(<-peer).Close()
