@@ -250,9 +250,11 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	if max := e.opts.MaxConns; max > 0 && e.live >= max {
 		live := e.live
 		e.lifeMu.Unlock()
-		in := info()
+		// Counted before the close: the peer sees the close, and Stats
+		// must show the rejection by then.
+		err := e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", live, max)), info())
 		src.close()
-		return 0, e.rejected1(mai.Reject(mai.RejectLimit, fmt.Errorf("%d connections, WithMaxConns %d", live, max)), in)
+		return 0, err
 	}
 	e.live++
 	e.lifeMu.Unlock()
