@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -165,7 +166,7 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 	e.timerH, _ = h.(protocol.EngineTimerHandler)
 	e.baseCtx, e.baseCancel = context.WithCancel(context.Background())
 	e.reg.init(o.ConnCapacity)
-	e.exec.spawn = e.spawn
+	e.exec.spawn, e.exec.log = e.spawn, e.log
 	e.spawn(func() { e.wheel.Run(e.stopWheel) })
 	// The command loop serves until the engine has stopped, so it cannot
 	// be one of the goroutines the stop waits for: it ends on done.
@@ -565,22 +566,32 @@ func (e *ProtocolEngine[F]) Wait() { <-e.done }
 func (e *ProtocolEngine[F]) Done() <-chan struct{} { return e.done }
 
 // executor runs engine-wide callbacks (ticks, engine timers) one at a time,
-// in order, on an engine goroutine.
+// in order, on an engine goroutine. A callback's panic is recovered and
+// logged at level Error, with mai.ErrPanic, the callback's name and the
+// stack; the callbacks after it still run.
 type executor struct {
 	spawn   func(func())
+	log     *slog.Logger
 	mu      sync.Mutex // guards q, running, closed
-	q       []func()
+	q       []execFunc
 	running bool
 	closed  bool
 }
 
-func (x *executor) submit(fn func()) {
+// execFunc is a callback the executor runs, with the name it is logged
+// under when it panics.
+type execFunc struct {
+	name string
+	fn   func()
+}
+
+func (x *executor) submit(name string, fn func()) {
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()
 		return
 	}
-	x.q = append(x.q, fn)
+	x.q = append(x.q, execFunc{name, fn})
 	start := !x.running
 	x.running = true
 	x.mu.Unlock()
@@ -597,15 +608,21 @@ func (x *executor) run() {
 			x.mu.Unlock()
 			return
 		}
-		fn := x.q[0]
-		x.q[0] = nil
+		f := x.q[0]
+		x.q[0] = execFunc{}
 		x.q = x.q[1:]
 		x.mu.Unlock()
-		func() {
-			defer func() { _ = recover() }()
-			fn()
-		}()
+		x.call(f)
 	}
+}
+
+func (x *executor) call(f execFunc) {
+	defer func() {
+		if r := recover(); r != nil {
+			x.log.Error("mai: panic in handler", "callback", f.name, "err", fmt.Errorf("%w: %v", mai.ErrPanic, r), "stack", string(debug.Stack()))
+		}
+	}()
+	f.fn()
 }
 
 func (x *executor) close() {

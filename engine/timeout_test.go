@@ -5,9 +5,11 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"slices"
@@ -536,5 +538,91 @@ func TestForeverDurations(t *testing.T) {
 	case <-h.tick.ticks:
 		t.Fatal("OnTick with a tick interval of math.MaxInt64")
 	default:
+	}
+}
+
+// panickyTimers panics in every OnTick and in OnEngineTimer for the payload
+// "panic", after reporting the call.
+type panickyTimers struct {
+	engineTimers
+	tick tickHandler
+}
+
+func (h panickyTimers) OnTick(now time.Time) {
+	h.tick.OnTick(now)
+	panic("tick")
+}
+
+func (h panickyTimers) OnEngineTimer(id mai.TimerID, payload any) {
+	h.engineTimers.OnEngineTimer(id, payload)
+	if payload == "panic" {
+		panic("timer")
+	}
+}
+
+// logCapture is a slog.Handler that keeps every record's callback and err
+// attributes.
+type logCapture struct {
+	mu   sync.Mutex // guards recs
+	recs []loggedPanic
+}
+
+type loggedPanic struct {
+	callback string
+	err      error
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCapture) WithGroup(string) slog.Handler            { return l }
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	var p loggedPanic
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "callback":
+			p.callback = a.Value.String()
+		case "err":
+			p.err, _ = a.Value.Any().(error)
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.recs = append(l.recs, p)
+	l.mu.Unlock()
+	return nil
+}
+
+// panicLogged reports whether a panic in callback was logged with ErrPanic.
+func (l *logCapture) panicLogged(callback string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.recs, func(p loggedPanic) bool {
+		return p.callback == callback && errors.Is(p.err, mai.ErrPanic)
+	})
+}
+
+// TestEngineCallbackPanics: a panic in OnTick or OnEngineTimer is logged
+// with ErrPanic and the callback's name, and the ticks and the other
+// timers go on. Such panics were once swallowed without a trace.
+func TestEngineCallbackPanics(t *testing.T) {
+	logs := &logCapture{}
+	h := panickyTimers{engineTimers{fired: make(chan engineFire, 8)}, tickHandler{ticks: make(chan time.Time, 16)}}
+	e, err := New(lengthField(t, 1<<10), h, mai.WithTickInterval(10*time.Millisecond), mai.WithLogger(slog.New(logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, e)
+	recv(t, h.tick.ticks, "a tick")
+	recv(t, h.tick.ticks, "a tick after one that panicked")
+	for _, payload := range []string{"panic", "after"} {
+		if _, err := e.SetTimer(time.Millisecond, payload); err != nil {
+			t.Fatal(err)
+		}
+		if f := recv(t, h.fired, "an engine timer"); f.payload != payload {
+			t.Fatalf("timer %v fired, want %q", f.payload, payload)
+		}
+	}
+	for _, cb := range []string{"OnTick", "OnEngineTimer"} {
+		eventually(t, "the panic in "+cb+" logged", func() bool { return logs.panicLogged(cb) })
 	}
 }

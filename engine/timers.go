@@ -275,7 +275,7 @@ func engineTimerFired[F any](t *timerwheel.Timer, _ int64) {
 		return
 	}
 	if th := e.timerH; th != nil {
-		e.exec.submit(func() { th.OnEngineTimer(et.id, et.payload) })
+		e.exec.submit("OnEngineTimer", func() { th.OnEngineTimer(et.id, et.payload) })
 	}
 }
 
@@ -313,7 +313,7 @@ func tickFired[F any](t *timerwheel.Timer, now int64) {
 	}
 	wall := time.Now()
 	if th := e.ticker; th != nil {
-		e.exec.submit(func() { th.OnTick(wall) })
+		e.exec.submit("OnTick", func() { th.OnTick(wall) })
 	}
 	if e.connTicker != nil {
 		for _, c := range e.reg.snapshot(nil) {

@@ -121,8 +121,10 @@ type Admitter interface {
 }
 
 // Ticker is implemented by a Handler that wants an engine-wide tick every
-// mai.WithTickInterval. OnTick runs on the engine's timer goroutine, never
-// concurrently with itself; it must not block.
+// mai.WithTickInterval. OnTick runs on an engine goroutine, never
+// concurrently with itself; it must not block. A panic in it is recovered
+// and logged (mai.WithLogger, level Error, with mai.ErrPanic and the
+// stack); the ticks go on.
 type Ticker interface {
 	OnTick(now time.Time)
 }
@@ -155,7 +157,9 @@ type WritabilityHandler[F any] interface {
 
 // EngineTimerHandler is implemented by a Handler that uses the engine-wide
 // timers (ProtocolEngine.SetTimer). OnEngineTimer runs on an engine
-// goroutine, never concurrently with itself.
+// goroutine, never concurrently with itself. A panic in it is recovered
+// and logged (mai.WithLogger, level Error, with mai.ErrPanic and the
+// stack); the other timers still fire.
 type EngineTimerHandler interface {
 	OnEngineTimer(id mai.TimerID, payload any)
 }
