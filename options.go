@@ -301,8 +301,11 @@ func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize =
 // paused by backpressure). On the std and epoll transports the connection
 // stops reading when it holds that much (see WithReadPause); on netpoll,
 // which cannot stop reading, it closes with ErrInboundLimit when it would
-// hold more, or when netpoll holds more than this unread by it while the
-// connection's replies back up (also with the pause off). Default MaxFrameSize + 64 KiB (at most
+// hold more, when netpoll holds more than this unread by it while the
+// connection's replies back up (also with the pause off), and when netpoll
+// holds more than 8 times this however the replies go (a handler slower
+// than its peer, or a callback that blocks while the peer sends).
+// Default MaxFrameSize + 64 KiB (at most
 // MaxInboundLimit); must be at least MaxFrameSize and at most
 // MaxInboundLimit (1 GiB). With frames within 64 KiB of the limit the
 // default leaves less than 64 KiB of room beyond a largest frame, for input

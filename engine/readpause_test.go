@@ -408,3 +408,50 @@ func TestNoPauseFloodEnds(t *testing.T) {
 		t.Logf("%s: ended after %d MiB: %v", tr, sent>>20, cause)
 	})
 }
+
+// TestNetpollReadAheadBound: netpoll reads a connection's input with no
+// bound of its own, also while a callback runs. A handler slower than its
+// peer (here one OnFrame held up while the peer sends 16 MiB, and no
+// replies at all, so none back up) must not let that grow without end:
+// netpoll holding more than npReadAhead times the inbound bound closes the
+// connection with ErrInboundLimit. std and epoll stop reading instead (a
+// blocked callback stops the reading), which TestFloodMemoryBounded covers.
+func TestNetpollReadAheadBound(t *testing.T) {
+	const (
+		maxIn = 64 << 10
+		sent  = 16 << 20 // far over npReadAhead*maxIn, and over what the small socket buffers hold
+		sock  = 16 << 10
+	)
+	gate := make(chan struct{})
+	var held atomic.Bool
+	r := newRecorder(t)
+	r.onFrame = func(mai.Context[[]byte], []byte) error {
+		if held.CompareAndSwap(false, true) {
+			<-gate
+		}
+		return nil
+	}
+	_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(mai.TransportNetpoll),
+		mai.WithMaxInboundBytes(maxIn), mai.WithListenControl(sockBufs(sock, 0)))
+	c := dialBufs(t, addr, 0, sock)
+	ctx := recv(t, r.ready, "OnReady")
+	payload := bytes.Repeat([]byte{'x'}, 1000)
+	var batch []byte
+	for len(batch) < 64<<10 {
+		batch = append(batch, frame(payload)...)
+	}
+	// The write returns once netpoll has read all but what the sockets
+	// hold: the first OnFrame is still held up.
+	_ = c.SetWriteDeadline(time.Now().Add(waitLimit))
+	for n := 0; n < sent; n += len(batch) {
+		if _, err := c.Write(batch); err != nil {
+			close(gate)
+			t.Fatalf("write after %d bytes: %v", n, err)
+		}
+	}
+	close(gate)
+	recv(t, r.closed, "OnClosed")
+	if cause := r.causeOf(ctx.ID()); !errors.Is(cause, mai.ErrInboundLimit) {
+		t.Fatalf("OnClosed: %v, want ErrInboundLimit", cause)
+	}
+}

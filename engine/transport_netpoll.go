@@ -170,22 +170,32 @@ type npInput interface {
 // npChunk is the least input npRequest hands over at once.
 const npChunk = 64 << 10
 
+// npReadAhead is how many times the inbound bound netpoll may hold unread
+// by the connection while its replies do not back up (see npRequest).
+const npReadAhead = 8
+
 // npRequest hands what netpoll read to c. netpoll reads with no bound of
-// its own, also while the connection decodes: when it holds more than the
-// bound while the connection's replies back up over the high mark, the
-// peer sends faster than the connection takes its input and does not
-// read what it is sent, and the connection fails with ErrInboundLimit
-// instead of netpoll's buffer growing without end. A peer that reads its
-// replies (a server answering a pipelining client) is not stopped: what
-// it sends is bounded by what it was asked.
+// its own, also while the connection decodes and while a callback runs, so
+// a peer that sends faster than the connection takes its input would grow
+// netpoll's buffer without end; the connection fails with ErrInboundLimit
+// instead when netpoll holds
+//   - more than the bound while the connection's replies back up over the
+//     high mark (the peer does not read what it is sent), or
+//   - more than npReadAhead times the bound however the replies go (the
+//     handler is slower than its peer, who may read every reply, or the
+//     handler sends none).
+//
+// A peer that reads its replies and sends no faster than the handler takes
+// its frames is not stopped: a server answering a pipelining client
+// receives what it asked for.
 //
 // Input over the bound is handed over in pieces of the bound, so that the
-// check runs, and the connection's queued events (timeouts) too, between
-// them; input within it goes whole, as before the check existed, and
-// netpoll calls again for what arrived meanwhile.
+// checks run, and the connection's queued events (timeouts) too, between
+// them; input within it goes whole, and netpoll calls again for what
+// arrived meanwhile.
 func npRequest(lc npInput, r netpoll.Reader, bound int) error {
 	for n := r.Len(); n > 0; n = r.Len() {
-		if n > bound && !lc.Writable() {
+		if n > bound && (n > npReadAhead*bound || !lc.Writable()) {
 			lc.inboundOverrun(n)
 			// Consume it all: netpoll calls OnRequest again while input
 			// remains on a connection it closed itself.
