@@ -335,6 +335,7 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 			// the runner flushes when it lets go of serial
 		} else {
 			c.flushing, startFlush = true, true
+			c.e.wg.Add(1) // under outMu: see goFlush
 		}
 	default:
 		c.state = stateClosed

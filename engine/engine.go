@@ -191,8 +191,20 @@ func (e *ProtocolEngine[F]) spawn(fn func()) {
 // hands it over.
 func (e *ProtocolEngine[F]) goRun(c *conn[F]) { e.spawn(c.release) }
 
-// goFlush runs c's flush loop on a new goroutine; the caller set flushing.
-func (e *ProtocolEngine[F]) goFlush(c *conn[F]) { e.spawn(func() { c.flushLoop(false) }) }
+// goFlush runs c's flush loop on a new goroutine. The caller set flushing
+// and counted the goroutine (e.wg.Add(1)) while it held outMu and the
+// connection was not closed. Counted after it let go of outMu, as spawn
+// does, the goroutine of a Send from outside the callbacks could be
+// counted after the connection closed and Shutdown's wait for e.wg began,
+// which panics ("WaitGroup is reused"): the move to closed
+// (transportClosed, abort) takes outMu, and the connection's OnClosed,
+// which the engine's stop waits for, comes after it.
+func (e *ProtocolEngine[F]) goFlush(c *conn[F]) {
+	go func() {
+		defer e.wg.Done()
+		c.flushLoop(false)
+	}()
+}
 
 // source is a connection being adopted: a net.Conn, or a descriptor that
 // an engine listener accepted itself (TransportEpoll, see accept_linux.go)
@@ -448,8 +460,12 @@ func WithSession(v any) ConnOption { return func(s *ConnSetup) { s.session = v }
 // possibly before Dial returns (use WithSession to hand state to the
 // callbacks). A client that pipelines requests wants
 // mai.WithReadPause(false) on its engine: its replies are what drain its
-// queue, and a pause would stop reading them.
+// queue, and a pause would stop reading them. A nil ctx is an error
+// matching mai.ErrInvalidOption.
 func (e *ProtocolEngine[F]) Dial(ctx context.Context, network, address string, opts ...ConnOption) (mai.ConnID, error) {
+	if ctx == nil {
+		return 0, fmt.Errorf("dial %s: %w: nil context", address, mai.ErrInvalidOption)
+	}
 	select {
 	case <-e.closing:
 		return 0, fmt.Errorf("dial %s: %w", address, mai.ErrShutdown)

@@ -513,6 +513,10 @@ func TestDialAndManage(t *testing.T) {
 		if _, err := cl.Dial(context.Background(), "tcp", dead); err == nil {
 			t.Fatal("dial to a closed port succeeded")
 		}
+		//lint:ignore SA1012 a nil ctx is the misuse under test
+		if _, err := cl.Dial(nil, "tcp", addr); !errors.Is(err, mai.ErrInvalidOption) { //nolint:staticcheck
+			t.Fatalf("dial with a nil ctx: %v, want ErrInvalidOption", err)
+		}
 
 		id, err := cl.Dial(context.Background(), "tcp", addr)
 		if err != nil {

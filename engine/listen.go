@@ -129,8 +129,10 @@ func (e *ProtocolEngine[F]) serve(name string, ln net.Listener, raw bool) (err e
 		return fmt.Errorf("serve %q: %w", l.name, mai.ErrDuplicateListener)
 	}
 	e.listeners[l.name] = l
-	e.lifeMu.Unlock()
+	// Counted under lifeMu: after it, Shutdown (which sets shutting under
+	// lifeMu) may let the engine's stop wait for its goroutines at once.
 	e.spawn(func() { e.acceptLoop(l) })
+	e.lifeMu.Unlock()
 	return nil
 }
 

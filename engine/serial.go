@@ -59,6 +59,13 @@ func (c *conn[F]) post(ev event[F]) bool {
 	c.setFlag(flMail)
 	c.xmu.Unlock()
 	if c.serial.TryLock() {
+		if c.finished {
+			// A runner handled ev, and OnClosed after it, since xmu was
+			// let go: the engine may be stopping, and there is nothing
+			// left to run.
+			c.serial.Unlock()
+			return true
+		}
 		c.setFlag(flRunning)
 		c.e.goRun(c)
 	}

@@ -73,6 +73,9 @@ func (c *conn[F]) Send(frame F) (err error) {
 		c.flushing, startFlush = true, true
 	}
 	crossed := c.crossedHighLocked(queued)
+	if startFlush {
+		c.e.wg.Add(1) // under outMu: see goFlush
+	}
 	c.outMu.Unlock()
 	if crossed && c.e.writability != nil {
 		c.postWritability()
@@ -160,13 +163,22 @@ func (c *conn[F]) queuedLocked() int {
 // goroutine, with the write clock running: the runner, or a Send, never
 // waits for the socket. off is how much of buf.B is written; written
 // counts bytes that went out and are no longer in buf.B. The caller owns
-// the flush loop; outMu is not held.
+// the flush loop; outMu is not held. A connection that closed meanwhile
+// ends the flusher's turn instead: nothing more is written, and the
+// engine may be stopping.
 func (c *conn[F]) handOff(buf *bufpool.Buffer, off, written int) {
 	c.outMu.Lock()
+	c.bytesOut += uint64(written)
+	if c.state == stateClosed {
+		c.inflight = 0
+		c.endTurnLocked() // buf is dropped: the transport may refer to it
+		c.outMu.Unlock()
+		return
+	}
 	c.rest, c.restOff = buf, off
 	c.inflight = len(buf.B)
-	c.bytesOut += uint64(written)
 	crossed := c.crossedHighLocked(c.queuedLocked())
+	c.e.wg.Add(1) // under outMu: see goFlush
 	c.outMu.Unlock()
 	if crossed && c.e.writability != nil {
 		c.postWritability()
@@ -210,10 +222,9 @@ func (c *conn[F]) batchWritten(buf *bufpool.Buffer, written int) {
 // batch: it is left to the GC, not put back in the pool.
 func (c *conn[F]) writeFailed(err error) {
 	c.outMu.Lock()
-	c.flushing = false
 	c.inflight = 0
+	c.endTurnLocked()
 	c.outMu.Unlock()
-	c.writeStart.Store(0)
 	c.abort(fmt.Errorf("mai: write to %v: %w", c.id, err), byPeer)
 }
 
@@ -289,9 +300,6 @@ func (c *conn[F]) flushLocked(inline bool) {
 		buf, off, closeNow := c.nextBatchLocked()
 		c.outMu.Unlock()
 		if buf == nil {
-			if c.writeStart.Load() != 0 {
-				c.writeStart.Store(0)
-			}
 			if closeNow {
 				c.tr.close()
 			}
@@ -344,7 +352,7 @@ func (c *conn[F]) flushLocked(inline bool) {
 // transport). outMu is held.
 func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, closeNow bool) {
 	if c.state == stateClosed {
-		c.flushing = false
+		c.endTurnLocked()
 		c.dropRestLocked()
 		return nil, 0, false
 	}
@@ -354,7 +362,7 @@ func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, closeNow bool
 		return buf, off, false
 	}
 	if c.out == nil || len(c.out.B) == 0 {
-		c.flushing = false
+		c.endTurnLocked()
 		if c.state == stateClosing {
 			c.state = stateClosed
 			closeNow = true
@@ -364,6 +372,18 @@ func (c *conn[F]) nextBatchLocked() (buf *bufpool.Buffer, off int, closeNow bool
 	buf, c.out = c.out, nil
 	c.inflight = len(buf.B)
 	return buf, 0, false
+}
+
+// endTurnLocked ends the flusher's turn: flushing is cleared, and so is
+// the write clock, in the same critical section, since a flusher started
+// right after may start the clock again (cleared after outMu was let go,
+// it once erased the next flusher's clock, and a peer that did not read
+// was never closed). outMu is held.
+func (c *conn[F]) endTurnLocked() {
+	c.flushing = false
+	if c.writeStart.Load() != 0 {
+		c.writeStart.Store(0)
+	}
 }
 
 // startWriteClock starts the write timeout (if any) of a write that may
