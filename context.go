@@ -159,7 +159,9 @@ type Context[F any] interface {
 	Send(frame F) error
 
 	// Close writes what is queued, then closes the connection. It does not
-	// wait. Frames sent after Close fail with ErrClosed.
+	// wait. Frames sent after Close fail with ErrClosed. If the peer is
+	// still sending, the socket lingers after the last write, so that the
+	// peer gets every reply (see WithCloseLinger).
 	Close() error
 
 	// Abort closes the connection now, dropping queued frames. OnClosed sees

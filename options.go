@@ -85,6 +85,7 @@ type Options struct {
 	ReadTimeout      time.Duration
 	WriteTimeout     time.Duration
 	HandshakeTimeout time.Duration
+	CloseLinger      time.Duration
 	TimerResolution  time.Duration
 	TickInterval     time.Duration
 
@@ -109,6 +110,7 @@ const (
 	DefaultWriteBufferLowWater   = 512 << 10
 	DefaultWriteBufferHighWater  = 1 << 20
 	DefaultWriteTimeout          = 30 * time.Second
+	DefaultCloseLinger           = 2 * time.Second
 	DefaultTimerResolution       = 10 * time.Millisecond
 
 	// MaxInboundLimit is the largest MaxInboundBytes, and so the largest
@@ -136,6 +138,7 @@ func DefaultOptions() Options {
 		WriteBufferLowWater:   DefaultWriteBufferLowWater,
 		WriteBufferHighWater:  DefaultWriteBufferHighWater,
 		WriteTimeout:          DefaultWriteTimeout,
+		CloseLinger:           DefaultCloseLinger,
 		TimerResolution:       DefaultTimerResolution,
 	}
 }
@@ -233,7 +236,7 @@ func (o *Options) validate() error {
 		return bad("WriteBufferLowWater %d must be in [0, WriteBufferHighWater %d]", o.WriteBufferLowWater, o.WriteBufferHighWater)
 	case o.Backpressure > BackpressureClose:
 		return bad("unknown BackpressurePolicy %d", o.Backpressure)
-	case o.IdleTimeout < 0, o.ReadTimeout < 0, o.WriteTimeout < 0, o.HandshakeTimeout < 0, o.TickInterval < 0:
+	case o.IdleTimeout < 0, o.ReadTimeout < 0, o.WriteTimeout < 0, o.HandshakeTimeout < 0, o.TickInterval < 0, o.CloseLinger < 0:
 		return bad("timeouts and intervals must not be negative")
 	case o.TimerResolution < time.Millisecond:
 		return bad("TimerResolution %v must be at least 1ms", o.TimerResolution)
@@ -376,6 +379,23 @@ func WithReadTimeout(d time.Duration) Option { return func(o *Options) { o.ReadT
 // goroutine), until it goes away or WithIdleTimeout closes it. Servers
 // and clients.
 func WithWriteTimeout(d time.Duration) Option { return func(o *Options) { o.WriteTimeout = d } }
+
+// WithCloseLinger bounds how long an orderly close keeps reading and
+// dropping a peer's input after the last write, when the peer was still
+// sending as the connection closed: its input was waiting, arrived while
+// the queue was written, or the connection was paused. Closing a socket
+// that holds unread input, or receives more, makes the kernel answer with
+// a reset that drops what it had not yet delivered of the last writes, and
+// the peer would miss the replies Close promised. Lingering, the engine
+// shuts the sending side (the peer reads every reply, then the end of the
+// stream) and waits for the peer to end its side, an error, or d. OnClosed
+// does not wait for it; the engine's stop does (Shutdown, Wait), unless
+// Shutdown's ctx ends first. Orderly closes are Close, Shutdown, and the
+// engine's closes after an error or a timeout (OnError, OnTimeout); Abort
+// and the closes that drop the queue (the write timeout,
+// BackpressureClose, ErrInboundLimit, an expired Shutdown) do not linger.
+// Linux only. Default 2 s; 0 turns it off. Servers and clients.
+func WithCloseLinger(d time.Duration) Option { return func(o *Options) { o.CloseLinger = d } }
 
 // WithHandshakeTimeout closes a connection (after OnTimeout) that has not
 // received its first complete frame within d of being ready. Default 0: off.

@@ -114,13 +114,14 @@ type conn[F any] struct {
 const (
 	// flRunning is set while serial is held by a runner; Sends made then
 	// are flushed by the runner when it lets go, as one batch.
-	flRunning  uint32 = 1 << iota
-	flPaused          // decoding stops while the outbound queue is over the high mark
-	flClosing         // decoding stops once the connection is closing for any reason
-	flGotFrame        // a first frame arrived (handshake timeout)
-	flMail            // events wait in the mailbox (set and cleared under xmu)
-	flDipped          // writable went false since the runner last reported writability (set and cleared under outMu)
-	flPeerEnd         // the peer ended the connection (EOF, a reset, a refused write) before anything else did (set under outMu)
+	flRunning     uint32 = 1 << iota
+	flPaused             // decoding stops while the outbound queue is over the high mark
+	flClosing            // decoding stops once the connection is closing for any reason
+	flGotFrame           // a first frame arrived (handshake timeout)
+	flMail               // events wait in the mailbox (set and cleared under xmu)
+	flDipped             // writable went false since the runner last reported writability (set and cleared under outMu)
+	flPeerEnd            // the peer ended the connection (EOF, a reset, a refused write) before anything else did (set under outMu)
+	flPeerSending        // the peer was still sending as this side closed: input after decoding stopped, or a pause at Close (see closeOrderly)
 )
 
 // The bits of conn.caps: what the codec and the transport can do, fixed
@@ -321,7 +322,11 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 		return fmt.Errorf("close %v: %w", c.id, mai.ErrClosed)
 	}
 	c.state = stateClosing
-	c.setFlag(flClosing)
+	if c.hasFlag(flPaused) {
+		c.setFlag(flClosing | flPeerSending)
+	} else {
+		c.setFlag(flClosing)
+	}
 	c.localEnd = c.localEnd || local
 	if c.cause == nil {
 		c.cause = cause
@@ -344,7 +349,7 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 	}
 	c.outMu.Unlock()
 	if closeNow {
-		c.tr.close()
+		c.closeOrderly()
 	}
 	if startFlush {
 		c.e.goFlush(c)

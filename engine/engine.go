@@ -64,6 +64,10 @@ type ProtocolEngine[F any] struct {
 	// aborted from then on, also one adopted after (see adopt).
 	aborting atomic.Bool
 
+	lingerMu  sync.Mutex // guards lingering and lingerCut
+	lingering map[net.Conn]struct{}
+	lingerCut bool // Shutdown's ctx ended: no linger lasts or starts
+
 	wg sync.WaitGroup // every goroutine the engine started
 
 	timerSeq   atomic.Uint64
@@ -517,8 +521,10 @@ func closedConn(nc net.Conn) error {
 // Shutdown stops the engine in order: it stops accepting, closes every
 // connection after writing what is queued for it, calls OnClosed exactly
 // once for each, and returns when every callback has returned and every
-// engine goroutine has ended. If ctx ends first, the remaining connections
-// are aborted (queued frames dropped) and ctx's error is returned; Wait then
+// engine goroutine has ended, lingering sockets included (a peer still
+// sending as its connection closed: see mai.WithCloseLinger). If ctx ends
+// first, the remaining connections are aborted (queued frames dropped),
+// lingering ends, and ctx's error is returned; Wait then
 // reports when the engine has stopped. Calling Shutdown again waits again.
 // Do not call Shutdown from a Handler callback: it would wait for itself.
 func (e *ProtocolEngine[F]) Shutdown(ctx context.Context) error {
@@ -534,6 +540,7 @@ func (e *ProtocolEngine[F]) Shutdown(ctx context.Context) error {
 	for _, c := range e.reg.snapshot(nil) {
 		_ = c.Abort()
 	}
+	e.cutLingering()
 	return ctx.Err()
 }
 

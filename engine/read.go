@@ -136,7 +136,14 @@ func (c *conn[F]) consume(data []byte) {
 // connection began to close, when the peer ended it (see deliverHeld),
 // within the inbound bound; otherwise the input is dropped. serial is held.
 func (c *conn[F]) keepLast(data []byte) {
-	if len(data) > 0 && c.hasFlag(flPeerEnd) && !c.poisoned && !c.finished {
+	if len(data) == 0 {
+		return
+	}
+	if !c.hasFlag(flPeerEnd) {
+		c.setFlag(flPeerSending)
+		return
+	}
+	if !c.poisoned && !c.finished {
 		c.appendPending(data)
 	}
 }

@@ -142,6 +142,19 @@ func (t *stdTransport) close() {
 
 func (t *stdTransport) resumeReading() { t.signal() }
 
+// lingerDup implements lingerer, for connections with a descriptor.
+func (t *stdTransport) lingerDup(sending bool) (fd int, ok bool) {
+	if t.raw == nil {
+		return -1, false
+	}
+	_ = t.raw.Control(func(s uintptr) {
+		if sending || sockUnread(int(s)) > 0 {
+			fd, ok = dupFD(int(s))
+		}
+	})
+	return fd, ok
+}
+
 // signal wakes the reading goroutine if it waits; a signal it was not
 // waiting for makes its next wait check once more.
 func (t *stdTransport) signal() {

@@ -736,3 +736,13 @@ func (c *epConn) close() {
 	c.mu.Unlock()
 	c.loop.post(epTask{c: c})
 }
+
+// lingerDup implements lingerer.
+func (c *epConn) lingerDup(sending bool) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || !sending && sockUnread(int(c.fd)) == 0 {
+		return -1, false
+	}
+	return dupFD(int(c.fd))
+}

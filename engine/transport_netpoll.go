@@ -218,3 +218,14 @@ func npRequest(lc npInput, r netpoll.Reader, bound int) error {
 
 // setPollers sets netpoll's number of pollers, process-wide.
 func setPollers(n int) error { return netpoll.Configure(netpoll.Config{PollerNum: n}) }
+
+// lingerDup implements lingerer: input netpoll read ahead and mai did not
+// take counts as the kernel's unread input does.
+func (t *npTransport) lingerDup(sending bool) (int, bool) {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if t.fdGone || !sending && sockUnread(t.fd) == 0 && t.nc.Reader().Len() == 0 {
+		return -1, false
+	}
+	return dupFD(t.fd)
+}

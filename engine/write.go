@@ -301,7 +301,7 @@ func (c *conn[F]) flushLocked(inline bool) {
 		c.outMu.Unlock()
 		if buf == nil {
 			if closeNow {
-				c.tr.close()
+				c.closeOrderly()
 			}
 			return
 		}

@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"net"
+	"os"
+	"time"
+)
+
+// Lingering after an orderly close. Close and Shutdown write everything
+// queued and then close the socket. Closing a socket that holds input the
+// application has not read, or that receives input afterwards, makes the
+// kernel answer with a reset and drop what it had not yet delivered of the
+// last writes: a peer that was still sending when the server closed would
+// lose the replies Close promised to write. So when the peer's input is
+// waiting at that moment, the engine shuts the socket's sending side (the
+// peer reads every reply, then the end of the stream), keeps a duplicate
+// of its descriptor, and reads and drops what still arrives until the peer
+// ends its side, an error, or WithCloseLinger's bound. The connection
+// itself closes as before: OnClosed does not wait for the linger; the
+// engine's stop does (Shutdown, Wait), unless Shutdown's ctx ends first.
+
+// lingerer is a transport that can hand over a duplicate of its socket for
+// the linger.
+type lingerer interface {
+	// lingerDup returns a duplicate of the socket's descriptor when
+	// sending is true or input the connection has not taken is waiting
+	// (in the kernel, or read ahead by the transport), and ok false
+	// otherwise or when it cannot.
+	lingerDup(sending bool) (fd int, ok bool)
+}
+
+// closeOrderly closes the transport at the end of an orderly close, when
+// everything queued has been written, lingering first if the peer may
+// still be sending: its input is waiting, or it arrived while the queue
+// was written (a closing connection reads on, and drops it, so the
+// kernel may hold none at this moment with more on the way), or the
+// connection was paused when the close began (the peer was ahead of the
+// replies). outMu is not held; the connection is not closed yet, so the
+// linger goroutine is counted before the engine's stop can wait.
+func (c *conn[F]) closeOrderly() {
+	if c.e.opts.CloseLinger > 0 {
+		if l, ok := c.tr.(lingerer); ok {
+			if fd, ok := l.lingerDup(c.hasFlag(flPeerSending)); ok {
+				c.e.linger(fd)
+			}
+		}
+	}
+	c.tr.close()
+}
+
+// linger takes fd, a duplicate of a connection's socket, shuts its sending
+// side and reads and drops its input until the peer ends, an error, the
+// bound, or an expired Shutdown.
+func (e *ProtocolEngine[F]) linger(fd int) {
+	f := os.NewFile(uintptr(fd), "mai-linger")
+	nc, err := net.FileConn(f) // its own duplicate, in the runtime's poller
+	_ = f.Close()
+	if err != nil {
+		return
+	}
+	if cw, ok := nc.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		_ = nc.Close()
+		return
+	}
+	now := time.Now()
+	if end := now.Add(e.opts.CloseLinger); end.After(now) { // else "for ever"
+		_ = nc.SetReadDeadline(end)
+	}
+	e.lingerMu.Lock()
+	defer e.lingerMu.Unlock()
+	if e.lingerCut {
+		_ = nc.Close()
+		return
+	}
+	if e.lingering == nil {
+		e.lingering = make(map[net.Conn]struct{})
+	}
+	e.lingering[nc] = struct{}{}
+	e.spawn(func() {
+		var buf [4 << 10]byte
+		for {
+			if _, err := nc.Read(buf[:]); err != nil {
+				break
+			}
+		}
+		e.lingerMu.Lock()
+		delete(e.lingering, nc)
+		e.lingerMu.Unlock()
+		_ = nc.Close()
+	})
+}
+
+// cutLingering ends every linger now, and any that would start: Shutdown's
+// ctx ended.
+func (e *ProtocolEngine[F]) cutLingering() {
+	e.lingerMu.Lock()
+	defer e.lingerMu.Unlock()
+	e.lingerCut = true
+	now := time.Now()
+	for nc := range e.lingering {
+		_ = nc.SetReadDeadline(now)
+	}
+}
