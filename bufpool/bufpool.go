@@ -22,8 +22,8 @@ type Buffer = bytebufferpool.ByteBuffer
 type Config struct {
 	// InitialSize is the capacity of a newly allocated buffer. Must be > 0.
 	InitialSize int
-	// Preallocate is the number of buffers allocated by New. Must be in
-	// [0, MaxIdle].
+	// Preallocate is the number of buffers allocated by New, as many of
+	// them as MaxIdleBytes holds. Must be in [0, MaxIdle].
 	Preallocate int
 	// MaxIdle is the most buffers the pool keeps; buffers put beyond it are
 	// dropped (left to the garbage collector). 0 keeps none.
@@ -120,15 +120,15 @@ func (p *Pool) Get() *Buffer {
 }
 
 // Put returns b to the pool. The caller must not use b, or any slice of its
-// B, afterwards. A nil b is ignored. A buffer whose capacity is over MaxSize,
-// or that finds the pool full (MaxIdle buffers, or MaxIdleBytes), is
-// dropped.
+// B, afterwards. A nil b is ignored. A buffer whose capacity is over MaxSize
+// or under InitialSize (one the pool did not make: Get's promise holds), or
+// that finds the pool full (MaxIdle buffers, or MaxIdleBytes), is dropped.
 func (p *Pool) Put(b *Buffer) {
 	if b == nil {
 		return
 	}
 	p.puts.Add(1)
-	if cap(b.B) > p.maxSize {
+	if cap(b.B) > p.maxSize || cap(b.B) < p.initialSize {
 		p.drops.Add(1)
 		return
 	}

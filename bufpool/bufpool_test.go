@@ -188,3 +188,20 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("Stats %+v: Idle + Drops != Misses + Preallocate", s)
 	}
 }
+
+// TestPutForeignBuffer: a buffer under InitialSize, which the pool did not
+// make, is dropped, so that Get keeps its promise of at least InitialSize.
+func TestPutForeignBuffer(t *testing.T) {
+	p, err := bufpool.New(bufpool.Config{InitialSize: 4096, MaxIdle: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Put(&bufpool.Buffer{})
+	p.Put(&bufpool.Buffer{B: make([]byte, 10, 100)})
+	if b := p.Get(); cap(b.B) < 4096 {
+		t.Fatalf("Get returned capacity %d after a foreign Put, want at least InitialSize 4096", cap(b.B))
+	}
+	if s := p.Stats(); s.Drops != 2 {
+		t.Errorf("drops %d, want the 2 foreign buffers", s.Drops)
+	}
+}

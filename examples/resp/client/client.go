@@ -37,6 +37,22 @@ var ErrClosed = errors.New("resp client: connection closed")
 // connection is closed, as the stream can no longer be matched to calls.
 var ErrUnexpectedReply = errors.New("resp client: reply with no pending call")
 
+// ErrInvalidCommand is the error of a Send whose command is not a non-empty
+// array of bulk strings; nothing is sent.
+var ErrInvalidCommand = errors.New("resp client: a command is a non-empty array of bulk strings")
+
+func isCommand(v resp.Value) bool {
+	if v.Kind != resp.KindArray || v.Null || len(v.Array) == 0 {
+		return false
+	}
+	for _, a := range v.Array {
+		if a.Kind != resp.KindBulk || a.Null {
+			return false
+		}
+	}
+	return true
+}
+
 // RedisError is an error reply from the server, such as "ERR syntax error"
 // or "WRONGTYPE Operation against a key holding the wrong kind of value".
 // Match it with errors.As.
@@ -171,23 +187,36 @@ func (k *Call) Done() <-chan struct{} { return k.done }
 // Result waits for the reply, or for ctx to end. An error reply is returned
 // as a *RedisError (with the reply as the Value); a closed connection as an
 // error matching ErrClosed. If ctx ends first, the call stays pending (its
-// reply will be discarded) and ctx's error is returned.
+// reply will be discarded) and ctx's error is returned; a call already
+// complete returns its reply, whatever ctx.
 func (k *Call) Result(ctx context.Context) (resp.Value, error) {
 	select {
 	case <-k.done:
 		return k.val, k.err
 	case <-ctx.Done():
+	}
+	select {
+	case <-k.done: // the reply came as well: it wins
+		return k.val, k.err
+	default:
 		return resp.Value{}, ctx.Err()
 	}
 }
 
 // Send sends a command without waiting for its reply: pipelining. cmd is
-// usually resp.Command(args...); it is encoded before Send returns. While
-// the commands pending on the connection reach Config.MaxPendingBytes, Send
-// waits for replies, or for ctx to end, which fails the call with ctx's
-// error.
+// usually resp.Command(args...); it is encoded before Send returns. A cmd
+// that is not a non-empty array of bulk strings fails the call with
+// ErrInvalidCommand and nothing is sent. While the commands pending on the
+// connection reach Config.MaxPendingBytes, Send waits for replies, or for
+// ctx to end, which fails the call with ctx's error.
 func (c *Conn) Send(ctx context.Context, cmd resp.Value) *Call {
 	k := &Call{done: make(chan struct{}), size: resp.EncodedLen(cmd)}
+	if !isCommand(cmd) {
+		// Anything else gets no reply (an empty command) or several (a
+		// bulk string read as inline lines): the FIFO would go out of step.
+		k.complete(resp.Value{}, ErrInvalidCommand)
+		return k
+	}
 	c.mu.Lock()
 	for !c.closed && c.pendingBytes > 0 && c.pendingBytes+k.size > c.c.maxPending {
 		wake := c.wakeChan()

@@ -422,3 +422,49 @@ func TestFlowControl(t *testing.T) {
 		t.Fatalf("blocked call after Close: %v", err)
 	}
 }
+
+// TestSendRejectsNonCommands: a value that is not a non-empty array of
+// bulk strings draws no reply (an empty or null array) or several (a bulk
+// string, read as inline lines), so the calls would be matched to the
+// wrong replies from then on: against redis-server, ECHO a returned "b"
+// after an empty Do. Send refuses it with ErrInvalidCommand and sends
+// nothing, and the connection stays in step.
+func TestSendRejectsNonCommands(t *testing.T) {
+	srv := redistest.StartServer(t)
+	cl := newClient(t)
+	c := dial(t, cl, srv.Addr)
+	ctx := testCtx(t)
+	if _, err := c.Do(ctx); !errors.Is(err, ErrInvalidCommand) {
+		t.Errorf("Do with no arguments: %v, want ErrInvalidCommand", err)
+	}
+	for _, v := range []resp.Value{resp.Command(), resp.NullArray(), resp.BulkString("x"), resp.Array(resp.Int(1)), resp.Array(resp.BulkString("GET"), resp.NullBulk())} {
+		if _, err := c.Send(ctx, v).Result(ctx); !errors.Is(err, ErrInvalidCommand) {
+			t.Errorf("Send(%v): %v, want ErrInvalidCommand", v, err)
+		}
+	}
+	for _, s := range []string{"a", "b"} {
+		if v, err := c.Do(ctx, "ECHO", s); err != nil || string(v.Str) != s {
+			t.Fatalf("ECHO %s: %q %v", s, v.Str, err)
+		}
+	}
+}
+
+// TestResultOfCompleteCall: a call that has its reply returns it, also
+// when ctx has ended (Result once picked at random between the two).
+func TestResultOfCompleteCall(t *testing.T) {
+	srv := redistest.StartServer(t)
+	c := dial(t, newClient(t), srv.Addr)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		k := c.Send(testCtx(t), resp.Command("PING"))
+		select {
+		case <-k.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("no reply to PING")
+		}
+		if v, err := k.Result(ended); err != nil || string(v.Str) != "PONG" {
+			t.Fatalf("call %d, complete, with an ended ctx: %q %v, want PONG", i, v.Str, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/mai-go/mai/codec"
@@ -68,7 +69,7 @@ func (c Config) withDefaults() Config {
 		c.MaxDepth = DefaultMaxDepth
 	}
 	if c.MaxFrameSize <= 0 {
-		c.MaxFrameSize = c.MaxBulkLen + 64<<10
+		c.MaxFrameSize = c.MaxBulkLen + min(64<<10, math.MaxInt-c.MaxBulkLen) // saturate
 	}
 	c.MaxInlineLen = min(c.MaxInlineLen, c.MaxFrameSize)
 	return c
@@ -258,7 +259,7 @@ func (c *Codec) scan(src []byte) (int, error) {
 				return 0, badLen(err, "invalid multibulk length")
 			}
 			n, ok := parseLen(src[start+1 : end])
-			if !ok || n < -1 {
+			if !ok || (n < -1 && !c.server) { // Redis skips any count <= 0
 				return 0, protoErr("invalid multibulk length")
 			}
 			if n > int64(c.cfg.MaxArrayLen) {
@@ -538,6 +539,7 @@ func hexVal(b byte) (byte, bool) {
 func (c *Codec) splitArgs(line []byte) ([]Value, bool) {
 	var args [16][]byte
 	list := args[:0]
+	var quotedBuf []byte // the unquoted text of every quoted argument
 	p := 0
 	for {
 		for p < len(line) && isSpace(line[p]) {
@@ -546,7 +548,7 @@ func (c *Codec) splitArgs(line []byte) ([]Value, bool) {
 		if p == len(line) || line[p] == 0 {
 			break
 		}
-		arg, next, ok := splitOne(line, p)
+		arg, next, ok := splitOne(line, p, &quotedBuf)
 		if !ok {
 			return nil, false
 		}
@@ -565,7 +567,7 @@ func (c *Codec) splitArgs(line []byte) ([]Value, bool) {
 
 // splitOne reads the argument starting at line[p]; it returns it and the
 // index after it. An argument without quotes aliases line.
-func splitOne(line []byte, p int) (arg []byte, next int, ok bool) {
+func splitOne(line []byte, p int, buf *[]byte) (arg []byte, next int, ok bool) {
 	start := p
 	for p < len(line) {
 		b := line[p]
@@ -573,8 +575,16 @@ func splitOne(line []byte, p int) (arg []byte, next int, ok bool) {
 			break
 		}
 		if b == '"' || b == '\'' {
-			cur := append(make([]byte, 0, len(line)-start), line[start:p]...)
+			// Unquoting never lengthens the text, so one buffer of the
+			// line's length holds every quoted argument of the line.
+			if *buf == nil {
+				*buf = make([]byte, 0, len(line))
+			}
+			from := len(*buf)
+			cur := append(*buf, line[start:p]...)
 			cur, p, ok = quoted(line, p, cur)
+			*buf = cur
+			cur = cur[from:len(cur):len(cur)]
 			// A closing quote must be followed by a space or the end.
 			if !ok || (p < len(line) && line[p] != 0 && !isSpace(line[p])) {
 				return nil, 0, false

@@ -3,6 +3,8 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"math"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -79,7 +81,7 @@ func TestServerDecode(t *testing.T) {
 		{"PING\r\n", []Value{bulks("PING")}},
 		{"PING\n", []Value{bulks("PING")}},
 		{"  set  k\tv \r\n", []Value{bulks("set", "k", "v")}},
-		{"*0\r\n*-1\r\n\r\n  \r\nPING\r\n", []Value{bulks("PING")}},
+		{"*0\r\n*-1\r\n*-5\r\n\r\n  \r\nPING\r\n", []Value{bulks("PING")}}, // Redis skips any count <= 0
 		{`ECHO "a\x41b\n" 'c d' ""` + "\r\n", []Value{bulks("ECHO", "aAb\n", "c d", "")}},
 		{`ECHO 'it\'s' "\q\"" x"y z"` + "\r\n", []Value{bulks("ECHO", "it's", `q"`, "xy z")}},
 		{"ECHO a\x00b c\r\n", []Value{bulks("ECHO", "a")}},
@@ -335,5 +337,39 @@ func BenchmarkDecodePiecewise(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// TestInlineQuotedMemory: each quoted argument of an inline command once
+// took a buffer as long as the rest of the line, and kept it: a 64 KiB
+// line of "" arguments allocated 737 MB. Now one buffer of the line's
+// length holds them all; what remains is the Values themselves.
+func TestInlineQuotedMemory(t *testing.T) {
+	line := strings.Repeat(`"" `, (DefaultMaxInlineLen-2)/3) + "\r\n"
+	c := NewServerCodec(Config{})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	v, n, err := c.Decode([]byte(line))
+	runtime.ReadMemStats(&after)
+	if err != nil || n != len(line) {
+		t.Fatalf("Decode: %v %d %v", v.Kind, n, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256*uint64(len(line)) {
+		t.Fatalf("decoding a %d byte inline command of %d arguments allocated %d MB", len(line), len(v.Array), alloc>>20)
+	}
+	runtime.KeepAlive(v)
+}
+
+// TestHugeMaxBulkLen: a MaxBulkLen meaning "no limit" once overflowed the
+// default MaxFrameSize (MaxBulkLen + 64 KiB) to a negative number, and
+// every command was refused as too large.
+func TestHugeMaxBulkLen(t *testing.T) {
+	for _, in := range []string{"*1\r\n$4\r\nPING\r\n", "PING\r\n"} {
+		if v, n, err := NewServerCodec(Config{MaxBulkLen: math.MaxInt}).Decode([]byte(in)); err != nil || n != len(in) {
+			t.Errorf("server Decode(%q) = %v, %d, %v", in, v, n, err)
+		}
+	}
+	if v, n, err := NewClientCodec(Config{MaxBulkLen: math.MaxInt}).Decode([]byte("$2\r\nhi\r\n")); err != nil || n != 8 {
+		t.Errorf("client Decode = %v, %d, %v", v, n, err)
 	}
 }

@@ -180,13 +180,15 @@ func cmdSet(s *server, args []resp.Value) resp.Value {
 			get = true
 		case eqFold(opt, "keepttl") && unit == 0:
 			opts.KeepTTL = true
-		case unit == 0 && !opts.KeepTTL && hasNext && eqFold(opt, "ex"):
+		// As in Redis, an expiry option may repeat (the last one wins) but
+		// not be mixed with another.
+		case (unit == 0 || (unit == 1000 && !absolute)) && !opts.KeepTTL && hasNext && eqFold(opt, "ex"):
 			unit, expire, j = 1000, args[j+1].Str, j+1
-		case unit == 0 && !opts.KeepTTL && hasNext && eqFold(opt, "px"):
+		case (unit == 0 || (unit == 1 && !absolute)) && !opts.KeepTTL && hasNext && eqFold(opt, "px"):
 			unit, expire, j = 1, args[j+1].Str, j+1
-		case unit == 0 && !opts.KeepTTL && hasNext && eqFold(opt, "exat"):
+		case (unit == 0 || (unit == 1000 && absolute)) && !opts.KeepTTL && hasNext && eqFold(opt, "exat"):
 			unit, absolute, expire, j = 1000, true, args[j+1].Str, j+1
-		case unit == 0 && !opts.KeepTTL && hasNext && eqFold(opt, "pxat"):
+		case (unit == 0 || (unit == 1 && absolute)) && !opts.KeepTTL && hasNext && eqFold(opt, "pxat"):
 			unit, absolute, expire, j = 1, true, args[j+1].Str, j+1
 		default:
 			return errSyntax

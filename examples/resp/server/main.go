@@ -109,7 +109,7 @@ func Start(addr string, cfg Config) (*Server, error) {
 		cfg.MaxBulkLen = resp.DefaultMaxBulkLen
 	}
 	st := store.New(cfg.Shards)
-	h := &handler{srv: &server{store: st}}
+	h := &handler{srv: &server{store: st}, maxReply: cfg.MaxBulkLen + 64<<10}
 	// A whole command must fit: its largest argument plus headers and more
 	// arguments. The engine takes its frame limit from the codec.
 	codecCfg := resp.Config{MaxBulkLen: cfg.MaxBulkLen, MaxFrameSize: cfg.MaxBulkLen + 64<<10}
@@ -140,14 +140,27 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.e.Shutdown(ctx) 
 // (callbacks of one connection are serialized, and Send keeps the order).
 type handler struct {
 	protocol.Base[resp.Value]
-	srv *server
+	srv      *server
+	maxReply int // largest reply, in encoded bytes: the frame limit
 }
+
+var errReplyTooLarge = resp.Error("ERR reply too large")
 
 // OnFrame executes one command and queues its reply. The reply may alias
 // the frame (ECHO) or stored values; Send encodes it before returning, so
 // nothing is kept past OnFrame.
 func (h *handler) OnFrame(c mai.Context[resp.Value], cmd resp.Value) error {
-	if err := c.Send(h.srv.exec(cmd.Array)); err != nil {
+	reply := h.srv.exec(cmd.Array)
+	if h.maxReply > 0 && reply.Kind == resp.KindArray && resp.EncodedLen(reply) > h.maxReply {
+		reply = errReplyTooLarge // MGET of many large values: bound the output
+	}
+	err := c.Send(reply)
+	if errors.Is(err, mai.ErrEncode) {
+		// A reply over the codec's bounds: answer with an error, as for
+		// any other command that cannot be served, and go on.
+		err = c.Send(errReplyTooLarge)
+	}
+	if err != nil {
 		return err
 	}
 	if isQuit(cmd.Array) {

@@ -102,6 +102,9 @@ var cliScript = []struct {
 	{[]string{"TTL", "k"}, "(integer) 100"},
 	{[]string{"SET", "k", "v", "px", "200000"}, "OK"},
 	{[]string{"TTL", "k"}, "(integer) 200"},
+	{[]string{"SET", "k", "v", "EX", "10", "EX", "300"}, "OK"}, // a repeated expiry: the last wins
+	{[]string{"TTL", "k"}, "(integer) 300"},
+	{[]string{"SET", "k", "v", "EX", "10", "PX", "300"}, "(error) ERR syntax error"},
 	{[]string{"SET", "k", "v"}, "OK"},
 	{[]string{"TTL", "k"}, "(integer) -1"},
 	{[]string{"TTL", "missing"}, "(integer) -2"},
@@ -330,6 +333,20 @@ var protocolCases = []struct{ in, want string }{
 	{"*99999999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
 	{"PING\r\n\"abc\r\n", "+PONG\r\n-ERR Protocol error: unbalanced quotes in request\r\n"},
 	{"*2\r\n$-1\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+}
+
+// TestSkippedCommands: Redis skips an array of any count <= 0 and answers
+// the next command (mai once closed the connection at *-5).
+func TestSkippedCommands(t *testing.T) {
+	check := func(t *testing.T, addr string) {
+		for _, in := range []string{"*-5\r\nPING\r\n", "*0\r\n*-1\r\nPING\r\n"} {
+			if got := strings.Join(exchange(t, addr, []byte(in), 1, 0), ""); got != "+PONG\r\n" {
+				t.Errorf("%q: got %q, want +PONG", in, got)
+			}
+		}
+	}
+	t.Run("mai", func(t *testing.T) { eachTransport(t, check) })
+	t.Run("redis-server", func(t *testing.T) { check(t, redistest.StartServer(t).Addr) })
 }
 
 func TestProtocolErrors(t *testing.T) {

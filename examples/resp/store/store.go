@@ -22,7 +22,10 @@ var (
 	ErrOverflow   = errors.New("ERR increment or decrement would overflow")
 )
 
-const defaultShards = 64
+const (
+	defaultShards = 64
+	maxShards     = 1 << 16
+)
 
 type entry struct {
 	val      []byte
@@ -62,11 +65,12 @@ type Store struct {
 }
 
 // New returns a Store with n shards, rounded up to a power of two (0 means
-// 64).
+// 64; at most 65536).
 func New(n int) *Store {
 	if n <= 0 {
 		n = defaultShards
 	}
+	n = min(n, maxShards)
 	size := 1
 	for size < n {
 		size <<= 1

@@ -142,3 +142,13 @@ func TestExpiryAndSweep(t *testing.T) {
 		t.Fatal("Flush")
 	}
 }
+
+// TestNewShardBound: the shard count is bounded; for n over 1<<62 the
+// rounding to a power of two once overflowed and never returned.
+func TestNewShardBound(t *testing.T) {
+	for _, n := range []int{1<<62 + 1, math.MaxInt, 1 << 30} {
+		if got := len(New(n).shards); got != maxShards {
+			t.Errorf("New(%d): %d shards, want %d", n, got, maxShards)
+		}
+	}
+}
