@@ -53,7 +53,7 @@ type ProtocolEngine[F any] struct {
 
 	lifeMu       sync.Mutex // guards the fields in this block
 	shutting     bool
-	live         int           // connections taken and not finished
+	live         int           // connections taken and not finished, and lingers (see linger)
 	allDone      chan struct{} // closed when shutting and live reaches 0
 	listeners    map[string]*listener
 	closing      chan struct{} // closed when Shutdown starts

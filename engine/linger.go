@@ -66,16 +66,32 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 	if end := now.Add(e.opts.CloseLinger); end.After(now) { // else "for ever"
 		_ = nc.SetReadDeadline(end)
 	}
+	// A linger counts as a live connection, so that the engine's stop
+	// waits for it (allDone), and its goroutine is counted while one is
+	// live, before that stop can wait for the engine's goroutines. The
+	// connection it comes from may have finished already (the peer reset
+	// it meanwhile): if that was the last one of a shutdown, the stop has
+	// begun, and there is no linger.
+	e.lifeMu.Lock()
+	stopping := e.shutting && e.live == 0
+	if !stopping {
+		e.live++
+	}
+	e.lifeMu.Unlock()
 	e.lingerMu.Lock()
-	defer e.lingerMu.Unlock()
-	if e.lingerCut {
+	if stopping || e.lingerCut {
+		e.lingerMu.Unlock()
 		_ = nc.Close()
+		if !stopping {
+			e.connDone()
+		}
 		return
 	}
 	if e.lingering == nil {
 		e.lingering = make(map[net.Conn]struct{})
 	}
 	e.lingering[nc] = struct{}{}
+	e.lingerMu.Unlock()
 	e.spawn(func() {
 		var buf [4 << 10]byte
 		for {
@@ -87,6 +103,7 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 		delete(e.lingering, nc)
 		e.lingerMu.Unlock()
 		_ = nc.Close()
+		e.connDone()
 	})
 }
 
