@@ -306,8 +306,9 @@ func WithMaxFrameSize(n int) Option { return func(o *Options) { o.MaxFrameSize =
 // which cannot stop reading, it closes with ErrInboundLimit when it would
 // hold more, when netpoll holds more than this unread by it while the
 // connection's replies back up (also with the pause off), and when netpoll
-// holds more than 8 times this however the replies go (a handler slower
-// than its peer, or a callback that blocks while the peer sends).
+// holds more than 8 times this, and at least 64 MiB, however the replies
+// go (a handler slower than its peer, or a callback that blocks while the
+// peer sends).
 // Default MaxFrameSize + 64 KiB (at most
 // MaxInboundLimit); must be at least MaxFrameSize and at most
 // MaxInboundLimit (1 GiB). With frames within 64 KiB of the limit the

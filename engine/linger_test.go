@@ -106,3 +106,52 @@ func TestShutdownCutsLinger(t *testing.T) {
 		recv(t, e.Done(), "the engine's stop")
 	})
 }
+
+// TestCloseMidStream: a handler that closes in the middle of a stream
+// from a peer that sends and reads at once (on every transport: netpoll
+// reads on, and this peer reads its replies, so no bound closes it
+// first). The peer gets every reply sent before the Close, then EOF.
+func TestCloseMidStream(t *testing.T) {
+	skipWithoutLinger(t)
+	const closeAt = 2000
+	payload := bytes.Repeat([]byte{'m'}, 500)
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r := newRecorder(t)
+		n := 0
+		r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+			if n++; n <= closeAt {
+				if err := c.Send(f); err != nil {
+					return err
+				}
+			}
+			if n == closeAt {
+				return c.Close()
+			}
+			return nil
+		}
+		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithCloseLinger(time.Hour))
+		c := dialBufs(t, addr, clientRcv, 0)
+		recv(t, r.ready, "OnReady")
+		go func() {
+			f := frame(payload)
+			for range 40000 { // bounded: 20 MB
+				if _, err := c.Write(f); err != nil {
+					return
+				}
+			}
+		}()
+		br := bufio.NewReader(c)
+		got := 0
+		var err error
+		for ; got <= closeAt; got++ {
+			if _, err = readFrame(br); err != nil {
+				break
+			}
+		}
+		if got != closeAt || !errors.Is(err, io.EOF) {
+			t.Errorf("the client read %d of the %d replies sent before Close, then %v; want all, then EOF", got, closeAt, err)
+		}
+		recv(t, r.closed, "OnClosed")
+		_ = c.Close()
+	})
+}

@@ -411,15 +411,16 @@ func TestNoPauseFloodEnds(t *testing.T) {
 
 // TestNetpollReadAheadBound: netpoll reads a connection's input with no
 // bound of its own, also while a callback runs. A handler slower than its
-// peer (here one OnFrame held up while the peer sends 16 MiB, and no
+// peer (here one OnFrame held up while the peer sends 80 MiB, and no
 // replies at all, so none back up) must not let that grow without end:
-// netpoll holding more than npReadAhead times the inbound bound closes the
-// connection with ErrInboundLimit. std and epoll stop reading instead (a
-// blocked callback stops the reading), which TestFloodMemoryBounded covers.
+// netpoll holding more than npAheadLimit (8 times the inbound bound, 64 MiB
+// at least) closes the connection with ErrInboundLimit. std and epoll stop
+// reading instead (a blocked callback stops the reading), which
+// TestFloodMemoryBounded covers.
 func TestNetpollReadAheadBound(t *testing.T) {
 	const (
 		maxIn = 64 << 10
-		sent  = 16 << 20 // far over npReadAhead*maxIn, and over what the small socket buffers hold
+		sent  = npReadAheadMin + 16<<20 // over npAheadLimit(maxIn), and far over what the small socket buffers hold
 		sock  = 16 << 10
 	)
 	gate := make(chan struct{})

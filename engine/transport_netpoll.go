@@ -146,7 +146,7 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 		return nil
 	})
 	_ = npc.SetOnRequest(func(_ context.Context, nconn netpoll.Connection) error {
-		return npRequest(c, nconn.Reader(), e.opts.MaxInboundBytes)
+		return npRequest(c, nconn.Reader(), e.opts.MaxInboundBytes, e.npAhead)
 	})
 	// The peer may have hung up before OnRequest was set, when netpoll does
 	// not run close callbacks by itself: closing runs ours (t.close would
@@ -170,10 +170,6 @@ type npInput interface {
 // npChunk is the least input npRequest hands over at once.
 const npChunk = 64 << 10
 
-// npReadAhead is how many times the inbound bound netpoll may hold unread
-// by the connection while its replies do not back up (see npRequest).
-const npReadAhead = 8
-
 // npRequest hands what netpoll read to c. netpoll reads with no bound of
 // its own, also while the connection decodes and while a callback runs, so
 // a peer that sends faster than the connection takes its input would grow
@@ -181,9 +177,9 @@ const npReadAhead = 8
 // instead when netpoll holds
 //   - more than the bound while the connection's replies back up over the
 //     high mark (the peer does not read what it is sent), or
-//   - more than npReadAhead times the bound however the replies go (the
-//     handler is slower than its peer, who may read every reply, or the
-//     handler sends none).
+//   - more than ahead (npAheadLimit) however the replies go (the handler
+//     is slower than its peer, who may read every reply, or the handler
+//     sends none).
 //
 // A peer that reads its replies and sends no faster than the handler takes
 // its frames is not stopped: a server answering a pipelining client
@@ -193,9 +189,9 @@ const npReadAhead = 8
 // checks run, and the connection's queued events (timeouts) too, between
 // them; input within it goes whole, and netpoll calls again for what
 // arrived meanwhile.
-func npRequest(lc npInput, r netpoll.Reader, bound int) error {
+func npRequest(lc npInput, r netpoll.Reader, bound, ahead int) error {
 	for n := r.Len(); n > 0; n = r.Len() {
-		if n > bound && (n > npReadAhead*bound || !lc.Writable()) {
+		if n > bound && (n > ahead || !lc.Writable()) {
 			lc.inboundOverrun(n)
 			// Consume it all: netpoll calls OnRequest again while input
 			// remains on a connection it closed itself.
