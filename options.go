@@ -382,14 +382,18 @@ func WithReadTimeout(d time.Duration) Option { return func(o *Options) { o.ReadT
 func WithWriteTimeout(d time.Duration) Option { return func(o *Options) { o.WriteTimeout = d } }
 
 // WithCloseLinger bounds how long an orderly close keeps reading and
-// dropping a peer's input after the last write, when the peer was still
-// sending as the connection closed: its input was waiting, arrived while
-// the queue was written, or the connection was paused. Closing a socket
-// that holds unread input, or receives more, makes the kernel answer with
-// a reset that drops what it had not yet delivered of the last writes, and
-// the peer would miss the replies Close promised. Lingering, the engine
-// shuts the sending side (the peer reads every reply, then the end of the
-// stream) and waits for the peer to end its side, an error, or d. OnClosed
+// dropping a peer's input after the last write, when closing at once could
+// lose replies: the peer has not acknowledged all of them yet, or it was
+// still sending as the connection closed (its input was waiting, arrived
+// while the queue was written, or the connection was paused). Closing a
+// socket that holds unread input, or receives more, makes the kernel
+// answer with a reset that drops what it had not yet delivered of the last
+// writes, and the peer would miss the replies Close promised. Lingering,
+// the engine shuts the sending side (the peer reads every reply, then the
+// end of the stream) and waits for the peer to end its side, an error, or
+// d. A peer that sends again after it has every reply may still meet a
+// reset where it expected the end of the stream, and one that neither
+// reads nor closes is reset after d. OnClosed
 // does not wait for it; the engine's stop does (Shutdown, Wait), unless
 // Shutdown's ctx ends first. Orderly closes are Close, Shutdown, and the
 // engine's closes after an error or a timeout (OnError, OnTimeout); Abort

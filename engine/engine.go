@@ -53,8 +53,9 @@ type ProtocolEngine[F any] struct {
 
 	lifeMu       sync.Mutex // guards the fields in this block
 	shutting     bool
-	live         int           // connections taken and not finished, and lingers (see linger)
-	allDone      chan struct{} // closed when shutting and live reaches 0
+	live         int           // connections taken and not finished
+	lingers      int           // lingering sockets (see linger): the stop waits for them, WithMaxConns does not count them
+	allDone      chan struct{} // closed when shutting and live and lingers reach 0
 	listeners    map[string]*listener
 	closing      chan struct{} // closed when Shutdown starts
 	done         chan struct{} // closed when the engine has stopped
@@ -442,10 +443,25 @@ func (e *ProtocolEngine[F]) rejected1(re *mai.RejectError, info mai.ConnInfo) er
 func (e *ProtocolEngine[F]) connDone() {
 	e.lifeMu.Lock()
 	e.live--
-	if e.live == 0 && e.shutting {
+	e.allDoneLocked()
+	e.lifeMu.Unlock()
+}
+
+// lingerDone counts a finished linger.
+func (e *ProtocolEngine[F]) lingerDone() {
+	e.lifeMu.Lock()
+	e.lingers--
+	e.allDoneLocked()
+	e.lifeMu.Unlock()
+}
+
+// allDoneLocked closes allDone when a shutdown has nothing left to wait
+// for; lifeMu is held, and it is called once per decrement that can reach
+// the end, so it closes it once.
+func (e *ProtocolEngine[F]) allDoneLocked() {
+	if e.shutting && e.live == 0 && e.lingers == 0 {
 		close(e.allDone)
 	}
-	e.lifeMu.Unlock()
 }
 
 // ConnOption configures one connection given to Dial or Manage.
@@ -532,7 +548,11 @@ func closedConn(nc net.Conn) error {
 // lingering ends, and ctx's error is returned; Wait then
 // reports when the engine has stopped. Calling Shutdown again waits again.
 // Do not call Shutdown from a Handler callback: it would wait for itself.
+// A nil ctx is an error matching mai.ErrInvalidOption, and nothing stops.
 func (e *ProtocolEngine[F]) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("shutdown: %w: nil context", mai.ErrInvalidOption)
+	}
 	e.shutdownOnce.Do(e.beginShutdown)
 	select {
 	case <-e.done:
@@ -555,9 +575,7 @@ func (e *ProtocolEngine[F]) beginShutdown() {
 	e.lifeMu.Lock()
 	e.shutting = true
 	close(e.closing)
-	if e.live == 0 {
-		close(e.allDone)
-	}
+	e.allDoneLocked()
 	lns := make([]*listener, 0, len(e.listeners))
 	for name, l := range e.listeners {
 		lns = append(lns, l)
@@ -629,11 +647,28 @@ func (x *executor) submit(name string, fn func()) {
 }
 
 func (x *executor) run() {
+	ended := false
+	defer func() {
+		if ended {
+			return
+		}
+		// A callback ended the goroutine (runtime.Goexit): the rest of
+		// the queue runs on another one.
+		x.log.Error("mai: handler ended its goroutine (runtime.Goexit)", "err", mai.ErrPanic)
+		x.mu.Lock()
+		more := len(x.q) > 0 && !x.closed
+		x.running = more
+		x.mu.Unlock()
+		if more {
+			x.spawn(x.run)
+		}
+	}()
 	for {
 		x.mu.Lock()
 		if len(x.q) == 0 {
 			x.running = false
 			x.mu.Unlock()
+			ended = true
 			return
 		}
 		f := x.q[0]

@@ -514,7 +514,7 @@ func TestDialAndManage(t *testing.T) {
 			t.Fatal("dial to a closed port succeeded")
 		}
 		//lint:ignore SA1012 a nil ctx is the misuse under test
-		if _, err := cl.Dial(nil, "tcp", addr); !errors.Is(err, mai.ErrInvalidOption) { //nolint:staticcheck
+		if _, err := cl.Dial(nil, "tcp", addr); !errors.Is(err, mai.ErrInvalidOption) {
 			t.Fatalf("dial with a nil ctx: %v, want ErrInvalidOption", err)
 		}
 

@@ -29,6 +29,14 @@ type lingerer interface {
 	lingerDup(sending bool) (fd int, ok bool)
 }
 
+// lingerDue reports whether closing fd's socket now could reset it and
+// lose what was written: input waits unread, or output is not yet
+// acknowledged by the peer (input that arrives after the close would
+// reset the socket and drop it). With every byte acknowledged, a reset
+// loses no reply: the peer may see it instead of the end of the stream,
+// after the last reply.
+func lingerDue(fd int) bool { return sockUnread(fd) > 0 || sockUnsent(fd) > 0 }
+
 // closeOrderly closes the transport at the end of an orderly close, when
 // everything queued has been written, lingering first if the peer may
 // still be sending: its input is waiting, or it arrived while the queue
@@ -66,16 +74,16 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 	if end := now.Add(e.opts.CloseLinger); end.After(now) { // else "for ever"
 		_ = nc.SetReadDeadline(end)
 	}
-	// A linger counts as a live connection, so that the engine's stop
-	// waits for it (allDone), and its goroutine is counted while one is
-	// live, before that stop can wait for the engine's goroutines. The
-	// connection it comes from may have finished already (the peer reset
-	// it meanwhile): if that was the last one of a shutdown, the stop has
-	// begun, and there is no linger.
+	// A linger is counted (lingers) so that the engine's stop waits for it
+	// (allDone), and its goroutine is counted while it is, before that stop
+	// can wait for the engine's goroutines; WithMaxConns does not count
+	// it. The connection it comes from may have finished already (the peer
+	// reset it meanwhile): if that was the last one of a shutdown, the stop
+	// has begun, and there is no linger.
 	e.lifeMu.Lock()
-	stopping := e.shutting && e.live == 0
+	stopping := e.shutting && e.live == 0 && e.lingers == 0
 	if !stopping {
-		e.live++
+		e.lingers++
 	}
 	e.lifeMu.Unlock()
 	e.lingerMu.Lock()
@@ -83,7 +91,7 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 		e.lingerMu.Unlock()
 		_ = nc.Close()
 		if !stopping {
-			e.connDone()
+			e.lingerDone()
 		}
 		return
 	}
@@ -103,7 +111,7 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 		delete(e.lingering, nc)
 		e.lingerMu.Unlock()
 		_ = nc.Close()
-		e.connDone()
+		e.lingerDone()
 	})
 }
 

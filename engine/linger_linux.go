@@ -12,6 +12,17 @@ func sockUnread(fd int) int {
 	return n
 }
 
+// sockUnsent reports how many bytes fd's socket holds that the peer has
+// not acknowledged: a reset (input arriving after the close) would drop
+// them.
+func sockUnsent(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // dupFD duplicates fd, close-on-exec.
 func dupFD(fd int) (int, bool) {
 	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)

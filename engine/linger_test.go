@@ -155,3 +155,144 @@ func TestCloseMidStream(t *testing.T) {
 		_ = c.Close()
 	})
 }
+
+// TestLateSenderGetsReply: the server answers a request with a reply
+// larger than the client's receive window and closes, from the callback or
+// from another goroutine. The client sends its next request only after the
+// server's OnClosed, while the server's kernel still holds most of the
+// reply. Close promised the reply ("Close and Shutdown deliver what they
+// write, also to a peer still sending"); the client must read all of it,
+// then EOF. The linger was once decided from the input waiting alone, and
+// the client read 4096 of the 1 MiB, then a reset, in 10 of 10 runs on
+// std and epoll: it now also lingers while the peer has not acknowledged
+// all the output (found by a review).
+func TestLateSenderGetsReply(t *testing.T) {
+	skipWithoutLinger(t)
+	const replyLen = 1 << 20
+	payload := bytes.Repeat([]byte{'r'}, replyLen)
+	for _, inside := range []bool{true, false} {
+		name := "outside"
+		if inside {
+			name = "inCallback"
+		}
+		t.Run(name, func(t *testing.T) {
+			forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+				r := newRecorder(t)
+				replied := make(chan mai.Context[[]byte], 1)
+				r.onFrame = func(c mai.Context[[]byte], f []byte) error {
+					if err := c.Send(payload); err != nil {
+						return err
+					}
+					if inside {
+						return c.Close()
+					}
+					replied <- c
+					return nil
+				}
+				_, addr := server(t, r, lengthField(t, 2<<20), mai.WithTransport(tr),
+					mai.WithListenControl(sockBufs(0, 2<<20)))
+				c := dialBufs(t, addr, clientRcv, 0)
+				recv(t, r.ready, "OnReady")
+				if _, err := c.Write(frame([]byte("first"))); err != nil {
+					t.Fatal(err)
+				}
+				if !inside {
+					cx := recv(t, replied, "the reply")
+					eventually(t, "the reply written", func() bool { return cx.Info().Queued == 0 })
+					if err := cx.Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				recv(t, r.closed, "OnClosed")
+				// The next request of a pipelining client, after the server closed.
+				if _, err := c.Write(frame([]byte("second"))); err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.Copy(io.Discard, c)
+				if got != 4+replyLen || err != nil {
+					t.Errorf("the client read %d of the %d bytes of the reply Close promised, then %v; want all, then EOF", got, 4+replyLen, err)
+				}
+			})
+		})
+	}
+}
+
+// TestNoSpuriousLinger: a peer that sent one request and nothing more,
+// closed from OnFrame with nothing to write, is not "still sending": no
+// linger should start (a linger holds Shutdown up to WithCloseLinger and
+// keeps a descriptor and a goroutine). netpoll once counted the frame's
+// own bytes, still in its buffer while OnFrame ran, as input waiting.
+func TestNoSpuriousLinger(t *testing.T) {
+	skipWithoutLinger(t)
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r := newRecorder(t)
+		r.onFrame = func(c mai.Context[[]byte], f []byte) error { return c.Close() }
+		e, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithCloseLinger(time.Hour))
+		c := dial(t, addr)
+		recv(t, r.ready, "OnReady")
+		if _, err := c.Write(frame([]byte("only"))); err != nil {
+			t.Fatal(err)
+		}
+		recv(t, r.closed, "OnClosed")
+		e.lingerMu.Lock()
+		n := len(e.lingering)
+		e.lingerMu.Unlock()
+		if n != 0 {
+			t.Errorf("%d lingers for a peer that sent one frame and stopped", n)
+		}
+		_ = c.Close()
+	})
+}
+
+// TestLingerNotCountedForMaxConns: once a closed connection's OnClosed ran
+// and Len is 0, WithMaxConns(1) ("rejects connections beyond n live ones")
+// takes a new one while the old socket lingers (lingers are counted for
+// the engine's stop only).
+func TestLingerNotCountedForMaxConns(t *testing.T) {
+	skipWithoutLinger(t)
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		r, e, cx, c, _ := lingerCase(t, tr, mai.WithCloseLinger(time.Hour), mai.WithMaxConns(1))
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		if err := cx.Close(); err != nil {
+			t.Fatal(err)
+		}
+		recv(t, r.closed, "OnClosed")
+		eventually(t, "Len 0", func() bool { return e.Len() == 0 })
+		_, other := server(t, echo{}, lengthField(t, 1<<10), mai.WithTransport(tr))
+		id, err := e.Dial(context.Background(), "tcp", other)
+		if err != nil {
+			t.Fatalf("Dial with no live connection (Len %d, Stats.Live %d) and WithMaxConns(1): %v", e.Len(), e.Stats().Live, err)
+		}
+		_ = e.Abort(id)
+		_ = c.Close()
+	})
+}
+
+// TestNoLingerOnAbortOrOff: Abort and WithCloseLinger(0) do not linger.
+func TestNoLingerOnAbortOrOff(t *testing.T) {
+	skipWithoutLinger(t)
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		for _, tc := range []struct {
+			name   string
+			linger time.Duration
+			end    func(cx mai.Context[[]byte]) error
+		}{
+			{"abort", time.Hour, func(cx mai.Context[[]byte]) error { return cx.Abort() }},
+			{"off", 0, func(cx mai.Context[[]byte]) error { return cx.Close() }},
+		} {
+			r, e, cx, c, _ := lingerCase(t, tr, mai.WithCloseLinger(tc.linger))
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+			if err := tc.end(cx); err != nil {
+				t.Fatal(err)
+			}
+			recv(t, r.closed, "OnClosed")
+			e.lingerMu.Lock()
+			n := len(e.lingering)
+			e.lingerMu.Unlock()
+			if n != 0 {
+				t.Errorf("%s: %d lingers", tc.name, n)
+			}
+			_ = c.Close()
+		}
+	})
+}

@@ -189,3 +189,21 @@ func TestSetTimerAfterShutdownBegan(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestShutdownNilCtx: Shutdown(nil) is an error, not a panic after the
+// shutdown began (found by a review), and stops nothing.
+func TestShutdownNilCtx(t *testing.T) {
+	_, addr := server(t, echo{}, lengthField(t, 1<<10))
+	e, err := New(lengthField(t, 1<<10), echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, e)
+	//lint:ignore SA1012 a nil ctx is the misuse under test
+	if err := e.Shutdown(nil); !errors.Is(err, mai.ErrInvalidOption) {
+		t.Fatalf("Shutdown(nil): %v, want ErrInvalidOption", err)
+	}
+	if _, err := e.Dial(context.Background(), "tcp", addr); err != nil {
+		t.Fatalf("Dial after Shutdown(nil): %v", err)
+	}
+}

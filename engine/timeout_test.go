@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -625,4 +627,36 @@ func TestEngineCallbackPanics(t *testing.T) {
 	for _, cb := range []string{"OnTick", "OnEngineTimer"} {
 		eventually(t, "the panic in "+cb+" logged", func() bool { return logs.panicLogged(cb) })
 	}
+}
+
+// goexitTicker calls runtime.Goexit in its first OnTick (a t.FailNow from
+// a handler, say), and reports every tick after it.
+type goexitTicker struct {
+	protocol.Base[[]byte]
+	n     atomic.Int32
+	ticks chan struct{}
+}
+
+func (g *goexitTicker) OnTick(time.Time) {
+	if g.n.Add(1) == 1 {
+		runtime.Goexit()
+	}
+	select {
+	case g.ticks <- struct{}{}:
+	default:
+	}
+}
+
+// TestTicksGoOnAfterGoexit: "A panic in it is recovered and logged;
+// the ticks go on." A callback that ends its goroutine (runtime.Goexit)
+// leaves the executor marked running: no tick or engine timer ever runs
+// again, and nothing is logged.
+func TestTicksGoOnAfterGoexit(t *testing.T) {
+	h := &goexitTicker{ticks: make(chan struct{}, 1)}
+	e, err := New(lengthField(t, 1<<10), h, mai.WithTickInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, e)
+	recv(t, h.ticks, "a tick after one that called runtime.Goexit")
 }

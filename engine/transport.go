@@ -148,7 +148,7 @@ func (t *stdTransport) lingerDup(sending bool) (fd int, ok bool) {
 		return -1, false
 	}
 	_ = t.raw.Control(func(s uintptr) {
-		if sending || sockUnread(int(s)) > 0 {
+		if sending || lingerDue(int(s)) {
 			fd, ok = dupFD(int(s))
 		}
 	})

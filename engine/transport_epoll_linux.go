@@ -741,7 +741,7 @@ func (c *epConn) close() {
 func (c *epConn) lingerDup(sending bool) (int, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || !sending && sockUnread(int(c.fd)) == 0 {
+	if c.closed || !sending && !lingerDue(int(c.fd)) {
 		return -1, false
 	}
 	return dupFD(int(c.fd))

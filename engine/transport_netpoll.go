@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cloudwego/netpoll"
@@ -35,6 +36,9 @@ type npTransport struct {
 	fd     int
 	fdMu   sync.RWMutex // guards fdGone against direct writes
 	fdGone bool
+	// handing is how much of netpoll's input npRequest is handing to the
+	// connection and has not skipped yet (see lingerDup).
+	handing atomic.Int64
 }
 
 func (t *npTransport) write(p []byte) (int, error) { return t.writev(nil, p) }
@@ -146,7 +150,7 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 		return nil
 	})
 	_ = npc.SetOnRequest(func(_ context.Context, nconn netpoll.Connection) error {
-		return npRequest(c, nconn.Reader(), e.opts.MaxInboundBytes, e.npAhead)
+		return npRequest(c, nconn.Reader(), e.opts.MaxInboundBytes, e.npAhead, &t.handing)
 	})
 	// The peer may have hung up before OnRequest was set, when netpoll does
 	// not run close callbacks by itself: closing runs ours (t.close would
@@ -189,7 +193,7 @@ const npChunk = 64 << 10
 // checks run, and the connection's queued events (timeouts) too, between
 // them; input within it goes whole, and netpoll calls again for what
 // arrived meanwhile.
-func npRequest(lc npInput, r netpoll.Reader, bound, ahead int) error {
+func npRequest(lc npInput, r netpoll.Reader, bound, ahead int, handing *atomic.Int64) error {
 	for n := r.Len(); n > 0; n = r.Len() {
 		if n > bound && (n > ahead || !lc.Writable()) {
 			lc.inboundOverrun(n)
@@ -203,8 +207,10 @@ func npRequest(lc npInput, r netpoll.Reader, bound, ahead int) error {
 		if err != nil {
 			return err
 		}
+		handing.Store(int64(k))
 		lc.input(buf)
 		_ = r.Skip(k)
+		handing.Store(0)
 		if err := r.Release(); err != nil || k == n {
 			return err
 		}
@@ -220,7 +226,9 @@ func setPollers(n int) error { return netpoll.Configure(netpoll.Config{PollerNum
 func (t *npTransport) lingerDup(sending bool) (int, bool) {
 	t.fdMu.RLock()
 	defer t.fdMu.RUnlock()
-	if t.fdGone || !sending && sockUnread(t.fd) == 0 && t.nc.Reader().Len() == 0 {
+	// What npRequest is handing to the connection is not unread: a Close
+	// from OnFrame comes while the frame's bytes are still counted.
+	if t.fdGone || !sending && !lingerDue(t.fd) && t.nc.Reader().Len() <= int(t.handing.Load()) {
 		return -1, false
 	}
 	return dupFD(t.fd)
