@@ -26,7 +26,10 @@ import (
 // where it holds up every connection of its event loop.
 //
 // A panic in a callback is recovered: the engine reports it to OnError
-// (wrapped in mai.ErrPanic) and closes that connection only.
+// (wrapped in mai.ErrPanic) and closes that connection only. A callback
+// must not end its goroutine (runtime.Goexit, and so t.FailNow or t.Fatal
+// in a test): that cannot be recovered, and the connection, or on
+// mai.TransportEpoll its whole event loop, stops for good.
 type Handler[F any] interface {
 	// OnReady is called once when the connection is established and
 	// admitted. Returning an error closes the connection with it.
@@ -40,8 +43,11 @@ type Handler[F any] interface {
 	// With the netpoll transport, netpoll keeps reading a connection while
 	// its OnFrame runs (it cannot pause reading: netpoll#422), so a
 	// callback that blocks for long lets a flooding peer fill netpoll's
-	// buffer beyond mai's bounds; keep callbacks short, or use the std or
-	// epoll transport, where a blocked callback stops reading.
+	// buffer beyond mai's bounds until it returns (the connection then
+	// fails with mai.ErrInboundLimit if netpoll holds more than 8 times
+	// mai.WithMaxInboundBytes, 64 MiB at least); keep callbacks short, or
+	// use the std or epoll transport, where a blocked callback stops
+	// reading.
 	//
 	// When the peer ends the connection (EOF, a reset) before this side
 	// began a close, the whole frames the engine had read from it are all
