@@ -615,6 +615,7 @@ func TestInvalidOptions(t *testing.T) {
 		"low over high":          {mai.WithWriteBufferWaterMarks(10, 5)},
 		"inbound under frame":    {mai.WithMaxFrameSize(1 << 20), mai.WithMaxInboundBytes(1 << 10)},
 		"negative timeout":       {mai.WithIdleTimeout(-time.Second)},
+		"negative close linger":  {mai.WithCloseLinger(-time.Second)},
 		"sub-millisecond ticker": {mai.WithTimerResolution(time.Microsecond)},
 		"nil option":             {nil},
 		"frame over limit":       {mai.WithMaxFrameSize(mai.MaxInboundLimit + 1)},
