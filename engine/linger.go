@@ -11,8 +11,9 @@ import (
 // application has not read, or that receives input afterwards, makes the
 // kernel answer with a reset and drop what it had not yet delivered of the
 // last writes: a peer that was still sending when the server closed would
-// lose the replies Close promised to write. So when the peer's input is
-// waiting at that moment, the engine shuts the socket's sending side (the
+// lose the replies Close promised to write. So when closing at once could
+// lose replies (the peer has not acknowledged them all, or it is still
+// sending), the engine shuts the socket's sending side (the
 // peer reads every reply, then the end of the stream), keeps a duplicate
 // of its descriptor, and reads and drops what still arrives until the peer
 // ends its side, an error, or WithCloseLinger's bound. The connection
@@ -23,9 +24,8 @@ import (
 // the linger.
 type lingerer interface {
 	// lingerDup returns a duplicate of the socket's descriptor when
-	// sending is true or input the connection has not taken is waiting
-	// (in the kernel, or read ahead by the transport), and ok false
-	// otherwise or when it cannot.
+	// sending is true, lingerDue holds, or input the transport read ahead
+	// is waiting, and ok false otherwise or when it cannot.
 	lingerDup(sending bool) (fd int, ok bool)
 }
 
@@ -38,8 +38,9 @@ type lingerer interface {
 func lingerDue(fd int) bool { return sockUnread(fd) > 0 || sockUnsent(fd) > 0 }
 
 // closeOrderly closes the transport at the end of an orderly close, when
-// everything queued has been written, lingering first if the peer may
-// still be sending: its input is waiting, or it arrived while the queue
+// everything queued has been written, lingering first if closing could
+// lose replies: the peer has not acknowledged them all, or it may still be
+// sending (its input is waiting, or it arrived while the queue
 // was written (a closing connection reads on, and drops it, so the
 // kernel may hold none at this moment with more on the way), or the
 // connection was paused when the close began (the peer was ahead of the
