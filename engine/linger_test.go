@@ -22,6 +22,13 @@ func skipWithoutLinger(t *testing.T) {
 	}
 }
 
+// lingerCount is how many sockets of e linger now.
+func lingerCount(e *ProtocolEngine[[]byte]) int {
+	e.lingerMu.Lock()
+	defer e.lingerMu.Unlock()
+	return len(e.lingering)
+}
+
 // lingerCase is a paused echo server whose client pipelines without
 // reading: when the test closes the server's side, the client is still
 // sending, and the kernel holds input the server never read.
@@ -234,10 +241,7 @@ func TestNoSpuriousLinger(t *testing.T) {
 			t.Fatal(err)
 		}
 		recv(t, r.closed, "OnClosed")
-		e.lingerMu.Lock()
-		n := len(e.lingering)
-		e.lingerMu.Unlock()
-		if n != 0 {
+		if n := lingerCount(e); n != 0 {
 			t.Errorf("%d lingers for a peer that sent one frame and stopped", n)
 		}
 		_ = c.Close()
@@ -286,10 +290,7 @@ func TestNoLingerOnAbortOrOff(t *testing.T) {
 				t.Fatal(err)
 			}
 			recv(t, r.closed, "OnClosed")
-			e.lingerMu.Lock()
-			n := len(e.lingering)
-			e.lingerMu.Unlock()
-			if n != 0 {
+			if n := lingerCount(e); n != 0 {
 				t.Errorf("%s: %d lingers", tc.name, n)
 			}
 			_ = c.Close()

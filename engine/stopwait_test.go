@@ -161,16 +161,7 @@ func TestLingerRaces(t *testing.T) {
 					}
 				}()
 			}
-			var ctx context.Context
-			var cancel context.CancelFunc
-			if rng.Intn(2) == 0 {
-				ctx, cancel = context.WithCancel(context.Background())
-				cancel()
-			} else {
-				ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
-			}
-			_ = e.Shutdown(ctx)
-			cancel()
+			shutdownRace(e, rng.Intn(2) == 0, 20*time.Millisecond)
 			act.Wait()
 			recv(t, e.Done(), "Done")
 			if n, ok := wgCount(e); ok && n != 0 {
@@ -184,9 +175,7 @@ func TestLingerRaces(t *testing.T) {
 			if round == 0 {
 				eventually(t, "round 0's descriptors", func() bool {
 					base = openFDs(t)
-					e.lingerMu.Lock()
-					defer e.lingerMu.Unlock()
-					return len(e.lingering) == 0
+					return lingerCount(e) == 0
 				})
 			}
 		}
@@ -309,16 +298,7 @@ func TestShutdownRacesOutsideCalls(t *testing.T) {
 				return true
 			})
 			close(start)
-			var ctx context.Context
-			var cancel context.CancelFunc
-			if round%2 == 0 {
-				ctx, cancel = context.WithCancel(context.Background())
-				cancel()
-			} else {
-				ctx, cancel = context.WithTimeout(context.Background(), 5*time.Millisecond)
-			}
-			_ = e.Shutdown(ctx)
-			cancel()
+			shutdownRace(e, round%2 == 0, 5*time.Millisecond)
 			wg.Wait()
 			recv(t, e.Done(), "Done")
 			if n, ok := wgCount(e); ok && n != 0 {
@@ -334,4 +314,15 @@ func TestShutdownRacesOutsideCalls(t *testing.T) {
 			t.Errorf("%d of %d rounds: engine goroutines counted after Done", late, rounds)
 		}
 	})
+}
+
+// shutdownRace shuts e down with a ctx that has ended already (expired) or
+// ends after short, for the races above.
+func shutdownRace(e *ProtocolEngine[[]byte], expired bool, short time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), short)
+	if expired {
+		cancel()
+	}
+	_ = e.Shutdown(ctx)
+	cancel()
 }
