@@ -322,11 +322,11 @@ func (c *conn[F]) closeWith(cause error, local bool) error {
 		return fmt.Errorf("close %v: %w", c.id, mai.ErrClosed)
 	}
 	c.state = stateClosing
+	fl := flClosing
 	if c.hasFlag(flPaused) {
-		c.setFlag(flClosing | flPeerSending)
-	} else {
-		c.setFlag(flClosing)
+		fl |= flPeerSending // the peer was ahead of the replies
 	}
+	c.setFlag(fl)
 	c.localEnd = c.localEnd || local
 	if c.cause == nil {
 		c.cause = cause

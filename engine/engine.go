@@ -71,10 +71,6 @@ type ProtocolEngine[F any] struct {
 
 	wg sync.WaitGroup // every goroutine the engine started
 
-	// npAhead is the most netpoll may read ahead of a connection whose
-	// replies do not back up (see npRequest); fixed after New.
-	npAhead int
-
 	timerSeq   atomic.Uint64
 	timersMu   sync.Mutex // guards timers and timersDead
 	timers     map[mai.TimerID]*engineTimer[F]
@@ -176,7 +172,6 @@ func New[F any](newCodec codec.Factory[F], h protocol.Handler[F], opts ...mai.Op
 	e.baseCtx, e.baseCancel = context.WithCancel(context.Background())
 	e.reg.init(o.ConnCapacity)
 	e.exec.spawn, e.exec.log = e.spawn, e.log
-	e.npAhead = npAheadLimit(o.MaxInboundBytes)
 	e.spawn(func() { e.wheel.Run(e.stopWheel) })
 	// The command loop serves until the engine has stopped, so it cannot
 	// be one of the goroutines the stop waits for: it ends on done.

@@ -83,11 +83,7 @@ func TestShutdownCtxWhileAdmitBlocks(t *testing.T) {
 		}
 		c := dial(t, addr.String())
 		recv(t, h.in, "Admit")
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Shutdown: %v, want its ctx's deadline", err)
-		}
+		shutdownTimesOut(t, e, 50*time.Millisecond)
 		close(h.release)
 		recv(t, e.Done(), "the engine's stop")
 		expectClosedByPeer(t, c)
@@ -134,11 +130,7 @@ func TestAdoptAfterExpiredShutdown(t *testing.T) {
 			dialed <- err
 		}()
 		recv(t, h.in, "Admit")
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Shutdown: %v, want its ctx's deadline", err)
-		}
+		shutdownTimesOut(t, e, 20*time.Millisecond)
 		close(h.release)
 		recv(t, dialed, "Dial")
 		recv(t, e.Done(), "the engine's stop")
@@ -205,5 +197,16 @@ func TestShutdownNilCtx(t *testing.T) {
 	}
 	if _, err := e.Dial(context.Background(), "tcp", addr); err != nil {
 		t.Fatalf("Dial after Shutdown(nil): %v", err)
+	}
+}
+
+// shutdownTimesOut calls Shutdown with a ctx that ends after d, and wants
+// its deadline back: something keeps the shutdown from finishing.
+func shutdownTimesOut(t *testing.T, e *ProtocolEngine[[]byte], d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want its ctx's deadline", err)
 	}
 }

@@ -254,17 +254,3 @@ type loopConn interface {
 func (c *conn[F]) setTransport(t transport) { c.tr = t }
 
 var _ loopConn = (*conn[[]byte])(nil)
-
-// npReadAhead is how many times the inbound bound, and npReadAheadMin the
-// least, netpoll may hold unread by the connection while its replies do
-// not back up (see npRequest). The floor keeps a pipelining peer that
-// reads its replies from being closed where frames are small: the bench's
-// s4 keeps 512 KiB in flight, and redis-cli --pipe writes as fast as it
-// can.
-const (
-	npReadAhead    = 8
-	npReadAheadMin = 64 << 20
-)
-
-// npAheadLimit is npRequest's read-ahead limit for the inbound bound.
-func npAheadLimit(bound int) int { return max(npReadAhead*bound, npReadAheadMin) }

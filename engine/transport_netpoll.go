@@ -149,8 +149,10 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 		t.fdClosing()
 		return nil
 	})
+	bound := e.opts.MaxInboundBytes
+	ahead := npAheadLimit(bound)
 	_ = npc.SetOnRequest(func(_ context.Context, nconn netpoll.Connection) error {
-		return npRequest(c, nconn.Reader(), e.opts.MaxInboundBytes, e.npAhead, &t.handing)
+		return npRequest(c, t, nconn.Reader(), bound, ahead)
 	})
 	// The peer may have hung up before OnRequest was set, when netpoll does
 	// not run close callbacks by itself: closing runs ours (t.close would
@@ -161,18 +163,22 @@ func (e *ProtocolEngine[F]) attachNetpoll(c *conn[F], nc net.Conn) error {
 	return nil
 }
 
-// npInput is what npRequest needs of a connection.
-type npInput interface {
-	input(data []byte) (room int)
-	// Writable reports whether the outbound queue is under the high mark.
-	Writable() bool
-	// inboundOverrun fails the connection for input netpoll read ahead
-	// beyond the inbound bound.
-	inboundOverrun(buffered int)
-}
-
 // npChunk is the least input npRequest hands over at once.
 const npChunk = 64 << 10
+
+// npReadAhead is how many times the inbound bound, and npReadAheadMin the
+// least, netpoll may hold unread by the connection while its replies do
+// not back up (see npRequest). The floor keeps a pipelining peer that
+// reads its replies from being closed where frames are small: the bench's
+// s4 keeps 512 KiB in flight, and redis-cli --pipe writes as fast as it
+// can.
+const (
+	npReadAhead    = 8
+	npReadAheadMin = 64 << 20
+)
+
+// npAheadLimit is npRequest's read-ahead limit for the inbound bound.
+func npAheadLimit(bound int) int { return max(npReadAhead*bound, npReadAheadMin) }
 
 // npRequest hands what netpoll read to c. netpoll reads with no bound of
 // its own, also while the connection decodes and while a callback runs, so
@@ -193,10 +199,10 @@ const npChunk = 64 << 10
 // checks run, and the connection's queued events (timeouts) too, between
 // them; input within it goes whole, and netpoll calls again for what
 // arrived meanwhile.
-func npRequest(lc npInput, r netpoll.Reader, bound, ahead int, handing *atomic.Int64) error {
+func npRequest[F any](c *conn[F], t *npTransport, r netpoll.Reader, bound, ahead int) error {
 	for n := r.Len(); n > 0; n = r.Len() {
-		if n > bound && (n > ahead || !lc.Writable()) {
-			lc.inboundOverrun(n)
+		if n > bound && (n > ahead || !c.Writable()) {
+			c.inboundOverrun(n)
 			// Consume it all: netpoll calls OnRequest again while input
 			// remains on a connection it closed itself.
 			_ = r.Skip(n)
@@ -207,10 +213,10 @@ func npRequest(lc npInput, r netpoll.Reader, bound, ahead int, handing *atomic.I
 		if err != nil {
 			return err
 		}
-		handing.Store(int64(k))
-		lc.input(buf)
+		t.handing.Store(int64(k))
+		c.input(buf)
 		_ = r.Skip(k)
-		handing.Store(0)
+		t.handing.Store(0)
 		if err := r.Release(); err != nil || k == n {
 			return err
 		}
