@@ -130,7 +130,22 @@ func (c ShutdownCmd[F]) reply() chan<- Result { return nil }
 // only if it has room then (make it buffered).
 func (e *ProtocolEngine[F]) Commands() chan<- Command[F] { return e.cmds }
 
+// commandLoop takes commands until the engine stops. A command that ends
+// the goroutine (runtime.Goexit, in Admit, the codec factory or Encode)
+// is answered with an error wrapping mai.ErrPanic, and the loop goes on
+// on another goroutine.
 func (e *ProtocolEngine[F]) commandLoop() {
+	ended := false
+	defer func() {
+		if !ended {
+			go e.commandLoop() // not counted by the stop: see New
+		}
+	}()
+	e.takeCommands()
+	ended = true
+}
+
+func (e *ProtocolEngine[F]) takeCommands() {
 	for {
 		select {
 		case cmd := <-e.cmds:
@@ -168,9 +183,19 @@ func (e *ProtocolEngine[F]) refuseCommand(cmd Command[F]) {
 }
 
 func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
-	if cmd != nil {
-		e.deliver(cmd.reply(), cmd.run(e))
+	if cmd == nil {
+		return
 	}
+	done := false
+	defer func() {
+		if !done {
+			e.log.Error("mai: a command ended its goroutine (runtime.Goexit)", "err", errGoexit)
+			e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", errGoexit)})
+		}
+	}()
+	r := cmd.run(e)
+	done = true
+	e.deliver(cmd.reply(), r)
 }
 
 // deliver sends r on ch without holding up the command loop. An

@@ -114,14 +114,15 @@ type conn[F any] struct {
 const (
 	// flRunning is set while serial is held by a runner; Sends made then
 	// are flushed by the runner when it lets go, as one batch.
-	flRunning     uint32 = 1 << iota
-	flPaused             // decoding stops while the outbound queue is over the high mark
-	flClosing            // decoding stops once the connection is closing for any reason
-	flGotFrame           // a first frame arrived (handshake timeout)
-	flMail               // events wait in the mailbox (set and cleared under xmu)
-	flDipped             // writable went false since the runner last reported writability (set and cleared under outMu)
-	flPeerEnd            // the peer ended the connection (EOF, a reset, a refused write) before anything else did (set under outMu)
-	flPeerSending        // the peer was still sending as this side closed: input after decoding stopped, or a pause at Close (see closeOrderly)
+	flRunning      uint32 = 1 << iota
+	flPaused              // decoding stops while the outbound queue is over the high mark
+	flClosing             // decoding stops once the connection is closing for any reason
+	flGotFrame            // a first frame arrived (handshake timeout)
+	flMail                // events wait in the mailbox (set and cleared under xmu)
+	flDipped              // writable went false since the runner last reported writability (set and cleared under outMu)
+	flPeerEnd             // the peer ended the connection (EOF, a reset, a refused write) before anything else did (set under outMu)
+	flPeerSending         // the peer was still sending as this side closed: input after decoding stopped, or a pause at Close (see closeOrderly)
+	flClosedCalled        // serial: OnClosed was called (closedEvent may run again after a Goexit)
 )
 
 // The bits of conn.caps: what the codec and the transport can do, fixed

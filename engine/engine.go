@@ -276,8 +276,20 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	}
 	e.live++
 	e.lifeMu.Unlock()
+	// Admit, the codec factory and the ConnOptions are the handler's code:
+	// one that ends the goroutine (runtime.Goexit) must not keep the place
+	// taken above, or the source open.
+	prepared := false
+	defer func() {
+		if !prepared {
+			e.log.Error("mai: Admit, the codec factory or a ConnOption ended its goroutine (runtime.Goexit)", "err", errGoexit)
+			e.connDone()
+			src.close()
+		}
+	}()
 	if e.admitter != nil {
 		if err := e.admit(info()); err != nil {
+			prepared = true
 			e.connDone()
 			src.close()
 			return 0, err
@@ -285,6 +297,7 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	}
 	cd, err := makeCodec(e.newCodec)
 	if err != nil {
+		prepared = true
 		e.connDone()
 		src.close()
 		return 0, err
@@ -310,6 +323,7 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 			o(&setup)
 		}
 	}
+	prepared = true
 	if setup.session != nil {
 		c.SetSession(setup.session)
 	}

@@ -176,7 +176,23 @@ func (e *ProtocolEngine[F]) Listeners() []ListenerInfo {
 // blocks on the network). Temporary errors (out of descriptors) back off up
 // to one second.
 func (e *ProtocolEngine[F]) acceptLoop(l *listener) {
-	defer close(l.exited)
+	ended := false
+	defer func() {
+		if !ended {
+			// Admit or the codec factory ended the goroutine
+			// (runtime.Goexit; adoptFrom let go of the connection):
+			// accepting goes on on another one.
+			e.spawn(func() { e.acceptLoop(l) })
+			return
+		}
+		close(l.exited)
+	}()
+	e.accept(l)
+	ended = true
+}
+
+// accept is acceptLoop's loop.
+func (e *ProtocolEngine[F]) accept(l *listener) {
 	// TransportEpoll takes TCP connections straight off the socket of a
 	// listener it made (accept_linux.go); anything else goes through Accept.
 	ra := l.raw

@@ -24,6 +24,12 @@ func (c *conn[F]) input(data []byte) (room int) {
 	c.bytesIn.Add(uint64(len(data)))
 	c.serial.Lock()
 	c.setFlag(flRunning)
+	done := false
+	defer func() {
+		if !done {
+			c.runnerLost() // a callback ended the goroutine
+		}
+	}()
 	// Events queued before this input (OnReady first of all) go first.
 	c.drain()
 	if c.decoding() {
@@ -34,7 +40,8 @@ func (c *conn[F]) input(data []byte) (room int) {
 		c.keepLast(data)
 	}
 	room = c.roomLocked()
-	c.release()
+	c.releaseRun()
+	done = true
 	return room
 }
 
@@ -261,11 +268,18 @@ func (c *conn[F]) failInbound(err error) {
 func (c *conn[F]) inboundOverrun(buffered int) {
 	c.serial.Lock()
 	c.setFlag(flRunning)
+	done := false
+	defer func() {
+		if !done {
+			c.runnerLost() // a callback ended the goroutine
+		}
+	}()
 	c.drain()
 	if c.decoding() {
 		c.failInbound(fmt.Errorf("%w: %d bytes read ahead and not decoded, limit %d", mai.ErrInboundLimit, buffered, c.e.opts.MaxInboundBytes))
 	}
-	c.release()
+	c.releaseRun()
+	done = true
 }
 
 // unread is the number of undecoded bytes in pend, which is not nil.

@@ -83,27 +83,77 @@ func (c *conn[F]) drain() {
 		c.handle(&event[F]{kind: evReady})
 	}
 	for c.hasFlag(flMail) {
-		c.xmu.Lock()
-		mb := c.mb
-		evs := mb.evs
-		mb.evs, mb.spare = mb.spare, nil
-		c.clearFlag(flMail)
-		c.xmu.Unlock()
-		for i := range evs {
-			c.handle(&evs[i])
-			evs[i] = event[F]{}
-		}
-		c.xmu.Lock()
-		if mb.spare == nil {
-			mb.spare = evs[:0]
-		}
-		c.xmu.Unlock()
+		c.drainMail()
 	}
 }
 
-// release ends a run: it drains the mailbox, unlocks serial, flushes what
-// the callbacks sent, and takes serial again if events arrived meanwhile.
+// drainMail handles the events queued now. If a callback ends the
+// goroutine (runtime.Goexit), the events after it go back to the front of
+// the mailbox for the runner that takes over (see runnerLost), and so does
+// an evClosed whose OnError or OnClosed ended it: closedEvent resumes
+// where it stopped. serial is held.
+func (c *conn[F]) drainMail() {
+	c.xmu.Lock()
+	mb := c.mb
+	evs := mb.evs
+	mb.evs, mb.spare = mb.spare, nil
+	c.clearFlag(flMail)
+	c.xmu.Unlock()
+	next, done := 0, false
+	defer func() {
+		if !done {
+			c.requeue(evs, next)
+		}
+	}()
+	for next < len(evs) {
+		ev := &evs[next]
+		next++
+		c.handle(ev)
+		*ev = event[F]{}
+	}
+	done = true
+	c.xmu.Lock()
+	if mb.spare == nil {
+		mb.spare = evs[:0]
+	}
+	c.xmu.Unlock()
+}
+
+// requeue puts back the events of evs that a Goexit left unhandled: those
+// from next on, and evs[next-1], the one being handled, if it is evClosed.
+// serial is held.
+func (c *conn[F]) requeue(evs []event[F], next int) {
+	if next > 0 && evs[next-1].kind == evClosed {
+		next--
+	}
+	rest := evs[next:]
+	if len(rest) == 0 {
+		return
+	}
+	c.xmu.Lock()
+	c.mb.evs = append(rest[:len(rest):len(rest)], c.mb.evs...)
+	c.setFlag(flMail)
+	c.xmu.Unlock()
+}
+
+// release ends a run (see releaseRun). It is where a runner that was
+// handed the role on its own goroutine begins (goRun, an event loop's
+// start), so it guards against a callback that ends the goroutine.
 func (c *conn[F]) release() {
+	done := false
+	defer func() {
+		if !done {
+			c.runnerLost()
+		}
+	}()
+	c.releaseRun()
+	done = true
+}
+
+// releaseRun ends a run: it drains the mailbox, unlocks serial, flushes
+// what the callbacks sent, and takes serial again if events arrived
+// meanwhile.
+func (c *conn[F]) releaseRun() {
 	for {
 		c.drain()
 		c.clearFlag(flRunning)
@@ -114,6 +164,43 @@ func (c *conn[F]) release() {
 		}
 		c.setFlag(flRunning)
 	}
+}
+
+// errGoexit is the cause of a connection whose callback ended its
+// goroutine.
+var errGoexit = fmt.Errorf("%w: a callback ended its goroutine (runtime.Goexit)", mai.ErrPanic)
+
+// runnerLost is deferred at each place a goroutine takes the runner role
+// (input, release, inboundOverrun), and runs only when the goroutine is
+// ending there: a callback called runtime.Goexit (t.FailNow in a test's
+// handler, say), which cannot be recovered. Panics are recovered deeper
+// down, and the runner role is only ever held across callbacks, so serial
+// is held here. The connection is failed as for a panic, and the role
+// goes on to a new goroutine, which reports the error to OnError and
+// finishes the run. Without it, serial would stay locked for ever: no
+// OnClosed, and a Shutdown that never returns. Nothing here calls the
+// handler, since the goroutine is on its way out.
+func (c *conn[F]) runnerLost() {
+	c.e.log.Error("mai: handler ended its goroutine (runtime.Goexit)", "conn", c.id, "err", errGoexit, "stack", string(debug.Stack()))
+	c.poisoned = true // as after a panic: no further frame is delivered
+	_ = c.closeWith(errGoexit, false)
+	c.e.spawn(c.afterGoexit)
+}
+
+// afterGoexit takes over the run that runnerLost's goroutine left:
+// OnError hears of it (unless OnClosed ran), then the run goes on.
+func (c *conn[F]) afterGoexit() {
+	done := false
+	defer func() {
+		if !done {
+			c.runnerLost()
+		}
+	}()
+	if !c.finished && !c.hasFlag(flClosedCalled) {
+		c.showError(errGoexit)
+	}
+	c.releaseRun()
+	done = true
 }
 
 // handle runs one event. serial is held.
@@ -205,7 +292,10 @@ func (c *conn[F]) showError(err error) {
 	c.callError(err)
 }
 
-// closedEvent delivers the end of the connection. serial is held.
+// closedEvent delivers the end of the connection. serial is held. It may
+// run again after a callback of its own ended the goroutine (see
+// drainMail): OnClosed is called at most once, and the connection
+// finishes either way.
 func (c *conn[F]) closedEvent() {
 	cause, peer := c.closeCause()
 	if peer {
@@ -214,8 +304,11 @@ func (c *conn[F]) closedEvent() {
 	if errors.Is(cause, io.EOF) && c.pend != nil && c.unread() > 0 && !c.poisoned {
 		cause = fmt.Errorf("%w (%d bytes)", mai.ErrPartialFrame, c.unread())
 	}
-	c.showError(cause)
-	c.callClosed(cause)
+	if !c.hasFlag(flClosedCalled) {
+		c.showError(cause)
+		c.setFlag(flClosedCalled)
+		c.callClosed(cause)
+	}
 	c.finish()
 }
 

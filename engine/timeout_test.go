@@ -570,6 +570,7 @@ type logCapture struct {
 }
 
 type loggedPanic struct {
+	msg      string
 	callback string
 	err      error
 }
@@ -578,7 +579,7 @@ func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
 func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *logCapture) WithGroup(string) slog.Handler            { return l }
 func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
-	var p loggedPanic
+	p := loggedPanic{msg: r.Message}
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
 		case "callback":

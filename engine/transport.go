@@ -202,6 +202,15 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 // and the held input fills the inbound bound) it does not read at all.
 func readLoop[F any](c *conn[F], t *stdTransport) {
 	buf := c.e.pool.Get()
+	ended := false
+	defer func() {
+		if !ended {
+			// A callback ended the goroutine (runtime.Goexit): input's
+			// guard failed the connection; reading goes on on another
+			// goroutine until the close.
+			c.e.spawn(func() { readLoop(c, t) })
+		}
+	}()
 	room := c.readRoom()
 	var err error
 	for {
@@ -220,6 +229,7 @@ func readLoop[F any](c *conn[F], t *stdTransport) {
 			break
 		}
 	}
+	ended = true
 	c.e.pool.Put(buf)
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // we closed it: the cause is already recorded

@@ -90,6 +90,7 @@ type epLoop struct {
 	ef     *os.File
 	rc     syscall.RawConn
 	pollFn func(uintptr) bool // for rc.Read; made once so that waiting does not allocate
+	spawn  func(func())       // the engine's: starts the loop goroutine, again after a Goexit
 
 	// The loop goroutine's own state.
 	n      int // events in events
@@ -158,6 +159,7 @@ func newEpollGroup(n int, spawn func(func())) (*epollGroup, error) {
 		g.loops = append(g.loops, l)
 	}
 	for _, l := range g.loops {
+		l.spawn = spawn
 		spawn(l.run)
 	}
 	return g, nil
@@ -315,7 +317,14 @@ func (l *epLoop) wakeLocked() {
 
 // run is the loop goroutine.
 func (l *epLoop) run() {
-	defer l.exit()
+	ended := false
+	defer func() {
+		if ended {
+			l.exit()
+		} else {
+			l.goexited()
+		}
+	}()
 	for {
 		n := l.wait()
 		tasks := false
@@ -333,9 +342,31 @@ func (l *epLoop) run() {
 			}
 		}
 		if tasks && l.runTasks() {
+			ended = true
 			return
 		}
 	}
+}
+
+// goexited continues the loop on a new goroutine after a callback that it
+// ran ended this one (runtime.Goexit; the connection's own guard, deeper
+// down, failed it and handed on its run). The tasks not run yet go back
+// to the queue; events not handled yet are reported again, since epoll is
+// level-triggered. Loop goroutine, on its way out.
+func (l *epLoop) goexited() {
+	var rest []epTask
+	for _, t := range l.tasks {
+		if t.c != nil {
+			rest = append(rest, t)
+		}
+	}
+	l.tasks = l.tasks[:0]
+	l.mu.Lock()
+	l.queue = append(rest, l.queue...)
+	l.woken = false // the eventfd may have been read already
+	l.wakeLocked()
+	l.mu.Unlock()
+	l.spawn(l.run)
 }
 
 // wait waits for events and returns how many l.events holds.

@@ -35,12 +35,13 @@ func (c *conn[F]) Send(frame F) (err error) {
 	}
 	before := len(c.out.B)
 	// A panic in the codec's Encode becomes an error wrapping ErrPanic and
-	// ErrEncode, and the queue is left as it was. The deferred check costs
-	// a test of encoded when Encode returned, not a recover.
+	// ErrEncode, and the queue is left as it was (outMu is let go), as it
+	// is when Encode ends the goroutine. The deferred check costs a test
+	// of encoded when Encode returned, not a recover.
 	encoded := false
 	defer func() {
 		if !encoded {
-			err = c.encodeFailed(before, fmt.Errorf("codec Encode: %w", c.panicked(recover())))
+			err = c.encodeFailed(before, c.encodePanicked(recover()))
 		}
 	}()
 	var b []byte
@@ -257,6 +258,16 @@ func (c *conn[F]) encodeFailed(before int, err error) error {
 	}
 	c.outMu.Unlock()
 	return fmt.Errorf("send to %v: %w: %w", c.id, mai.ErrEncode, err)
+}
+
+// encodePanicked is the error of an Encode that panicked with r, or,
+// when r is nil, ended the goroutine (runtime.Goexit).
+func (c *conn[F]) encodePanicked(r any) error {
+	if r == nil {
+		c.e.log.Error("mai: codec Encode ended its goroutine (runtime.Goexit)", "conn", c.id, "err", errGoexit)
+		return fmt.Errorf("codec Encode: %w", errGoexit)
+	}
+	return fmt.Errorf("codec Encode: %w", c.panicked(r))
 }
 
 //go:noinline

@@ -27,9 +27,14 @@ import (
 //
 // A panic in a callback is recovered: the engine reports it to OnError
 // (wrapped in mai.ErrPanic) and closes that connection only. A callback
-// must not end its goroutine (runtime.Goexit, and so t.FailNow or t.Fatal
-// in a test): that cannot be recovered, and the connection, or on
-// mai.TransportEpoll its whole event loop, stops for good.
+// that ends its goroutine (runtime.Goexit, and so t.FailNow or t.Fatal in
+// a test) is handled the same way, though it cannot be stopped: the
+// engine logs it (mai.WithLogger, level Error, with the stack), reports
+// an error wrapping mai.ErrPanic to OnError (unless it was OnClosed that
+// ended), closes the connection (dropping the rest of what it had read)
+// and carries on with the events still due, OnClosed included, on a new
+// goroutine; an event loop, reader, accept loop or command loop that ran
+// the callback is replaced. The same holds for the codec's methods.
 type Handler[F any] interface {
 	// OnReady is called once when the connection is established and
 	// admitted. Returning an error closes the connection with it.
@@ -121,7 +126,11 @@ func (Base[F]) OnClosed(mai.Context[F], error) {}
 // error (counted as mai.RejectCustom), to refuse: the connection is closed,
 // the rejection is logged and counted per reason, and no other callback runs
 // for it. Admit is called for accepted, dialed and managed connections alike
-// (info.Origin tells which), concurrently for different connections.
+// (info.Origin tells which), concurrently for different connections. A
+// panic in Admit refuses the connection with an error wrapping
+// mai.ErrPanic; an Admit that ends its goroutine (runtime.Goexit) has the
+// connection closed and dropped, and the accept or command loop that
+// called it goes on.
 type Admitter interface {
 	Admit(info mai.ConnInfo) error
 }
