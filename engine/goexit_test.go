@@ -107,19 +107,12 @@ func TestGoexitInCallback(t *testing.T) {
 func testGoexitInCallback(t *testing.T, tr mai.Transport, where string) {
 	h := &goexitHandler{where: where, ready: make(chan mai.ConnID, 4), closed: make(chan goexitClosed, 4)}
 	logs := &logCapture{}
-	e, err := New(lengthField(t, 1<<10), h, mai.WithTransport(tr), mai.WithEventLoops(1),
+	e, addr := server(t, h, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithEventLoops(1),
 		mai.WithLogger(slog.New(logs)), mai.WithCloseLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := e.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The victim comes first, so that OnReady's Goexit hits it.
-	victim := dial(t, addr.String())
+	victim := dial(t, addr)
 	victimID := recv(t, h.ready, "the first OnReady")
-	other := dial(t, addr.String())
+	other := dial(t, addr)
 	recv(t, h.ready, "the second OnReady")
 	if where != "OnReady" {
 		if _, err := victim.Write(frame([]byte("trigger"))); err != nil {
@@ -144,19 +137,10 @@ func testGoexitInCallback(t *testing.T, tr mai.Transport, where string) {
 	}
 	expectClosedByPeer(t, victim)
 	for range 3 {
-		if _, err := other.Write(frame([]byte("still here"))); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := readFrame(other); err != nil || string(b) != "still here" {
-			t.Fatalf("the other connection: %q %v", b, err)
-		}
+		echoRoundTrip(t, other, "the other connection")
 	}
 	eventually(t, "the Goexit logged", logs.goexitLogged)
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	if err := e.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
+	shutdown(t, e)
 	if got := recv(t, h.closed, "OnClosed of the other connection"); got.id == victimID {
 		t.Fatalf("a second OnClosed for %v", got.id)
 	}
@@ -231,15 +215,8 @@ func testGoexitOnEngineGoroutines(t *testing.T, tr mai.Transport, where string) 
 		h.admits.Store(1) // no Goexit in Admit
 	}
 	logs := &logCapture{}
-	e, err := New(func() codec.Codec[[]byte] { return goexitEncoder{lf} }, h, mai.WithTransport(tr),
+	e, addr := server(t, h, func() codec.Codec[[]byte] { return goexitEncoder{lf} }, mai.WithTransport(tr),
 		mai.WithEventLoops(1), mai.WithLogger(slog.New(logs)), mai.WithCloseLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := e.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	command := func(cmd Command[[]byte], reply chan Result) Result {
 		t.Helper()
 		select {
@@ -252,7 +229,7 @@ func testGoexitOnEngineGoroutines(t *testing.T, tr mai.Transport, where string) 
 	reply := make(chan Result, 1)
 	switch where {
 	case "Admit/accept":
-		victim := dial(t, addr.String())
+		victim := dial(t, addr)
 		expectClosedByPeer(t, victim)
 	case "Admit/ManageCmd":
 		a, b := tcpPair(t)
@@ -269,7 +246,7 @@ func testGoexitOnEngineGoroutines(t *testing.T, tr mai.Transport, where string) 
 		recv(t, h.ready, "OnReady of the managed connection")
 	}
 	// A connection accepted after it works, and so do commands to it.
-	c := dial(t, addr.String())
+	c := dial(t, addr)
 	id := recv(t, h.ready, "OnReady")
 	switch where {
 	case "Encode/SendCmd":
@@ -288,18 +265,9 @@ func testGoexitOnEngineGoroutines(t *testing.T, tr mai.Transport, where string) 
 	if b, err := readFrame(c); err != nil || string(b) != "pushed" {
 		t.Fatalf("read %q %v, want the pushed frame", b, err)
 	}
-	if _, err := c.Write(frame([]byte("echo"))); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := readFrame(c); err != nil || string(b) != "echo" {
-		t.Fatalf("read %q %v, want the echo", b, err)
-	}
+	echoRoundTrip(t, c, "after the Goexit")
 	eventually(t, "the Goexit logged", logs.goexitLogged)
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	if err := e.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
+	shutdown(t, e)
 }
 
 // goexitRacer ends its goroutine in OnFrame for the frame "exit", in
@@ -353,21 +321,14 @@ func TestGoexitRaces(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
 		for round := range 4 {
 			h := &goexitRacer{ready: map[mai.ConnID]int{}, closed: map[mai.ConnID]int{}}
-			e, err := New(lengthField(t, 1<<10), h, mai.WithTransport(tr), mai.WithEventLoops(2),
+			e, addr := server(t, h, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithEventLoops(2),
 				mai.WithLogger(slog.New(slog.DiscardHandler)), mai.WithCloseLinger(0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr, err := e.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
 			var wg sync.WaitGroup
 			for i := range 16 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					c, err := net.DialTimeout("tcp", addr.String(), waitLimit)
+					c, err := net.DialTimeout("tcp", addr, waitLimit)
 					if err != nil {
 						return // the Shutdown may have begun
 					}
