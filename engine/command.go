@@ -138,6 +138,9 @@ func (e *ProtocolEngine[F]) commandLoop() {
 	ended := false
 	defer func() {
 		if !ended {
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
 			go e.commandLoop() // not counted by the stop: see New
 		}
 	}()
@@ -189,6 +192,9 @@ func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
 	done := false
 	defer func() {
 		if !done {
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
 			e.log.Error("mai: a command ended its goroutine (runtime.Goexit)", "err", errGoexit)
 			e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", errGoexit)})
 		}

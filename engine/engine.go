@@ -282,6 +282,9 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	prepared := false
 	defer func() {
 		if !prepared {
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
 			e.log.Error("mai: Admit, the codec factory or a ConnOption ended its goroutine (runtime.Goexit)", "err", errGoexit)
 			e.connDone()
 			src.close()

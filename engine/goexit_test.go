@@ -374,3 +374,59 @@ func TestGoexitRaces(t *testing.T) {
 		}
 	})
 }
+
+// queueThenEnd echoes every frame but "end", where it panics or calls
+// runtime.Goexit.
+type queueThenEnd struct {
+	protocol.Base[[]byte]
+	goexit bool
+	closed chan error
+}
+
+func (h *queueThenEnd) OnFrame(c mai.Context[[]byte], f []byte) error {
+	if string(f) != "end" {
+		return c.Send(f)
+	}
+	if h.goexit {
+		runtime.Goexit()
+	}
+	panic("end")
+}
+
+func (h *queueThenEnd) OnClosed(c mai.Context[[]byte], err error) { h.closed <- err }
+
+// TestGoexitWritesQueuedReplies: the replies queued in the run whose
+// callback ended its goroutine are written before the close, as they are
+// after a panic. On netpoll, whose worker's end makes netpoll close the
+// connection and drop the queue, they were lost (found by review).
+func TestGoexitWritesQueuedReplies(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr mai.Transport) {
+		for _, goexit := range []bool{false, true} {
+			t.Run(map[bool]string{false: "panic", true: "goexit"}[goexit], func(t *testing.T) {
+				h := &queueThenEnd{goexit: goexit, closed: make(chan error, 1)}
+				_, addr := server(t, h, lengthField(t, 1<<10), mai.WithTransport(tr),
+					mai.WithLogger(slog.New(slog.DiscardHandler)))
+				c := dial(t, addr)
+				in := append(frame([]byte("a")), frame([]byte("b"))...)
+				if _, err := c.Write(append(in, frame([]byte("end"))...)); err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for {
+					b, err := readFrame(c)
+					if err != nil {
+						break
+					}
+					got = append(got, string(b))
+				}
+				err := recv(t, h.closed, "OnClosed")
+				if !slices.Equal(got, []string{"a", "b"}) {
+					t.Errorf("replies %q, want [a b]", got)
+				}
+				if !errors.Is(err, mai.ErrPanic) {
+					t.Errorf("OnClosed got %v, want it to wrap mai.ErrPanic", err)
+				}
+			})
+		}
+	})
+}

@@ -179,6 +179,9 @@ func (e *ProtocolEngine[F]) acceptLoop(l *listener) {
 	ended := false
 	defer func() {
 		if !ended {
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
 			// Admit or the codec factory ended the goroutine
 			// (runtime.Goexit; adoptFrom let go of the connection):
 			// accepting goes on on another one.

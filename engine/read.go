@@ -27,7 +27,10 @@ func (c *conn[F]) input(data []byte) (room int) {
 	done := false
 	defer func() {
 		if !done {
-			c.runnerLost() // a callback ended the goroutine
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
+			c.runnerLost(true) // a callback ended the goroutine
 		}
 	}()
 	// Events queued before this input (OnReady first of all) go first.
@@ -271,7 +274,10 @@ func (c *conn[F]) inboundOverrun(buffered int) {
 	done := false
 	defer func() {
 		if !done {
-			c.runnerLost() // a callback ended the goroutine
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
+			c.runnerLost(true) // a callback ended the goroutine
 		}
 	}()
 	c.drain()

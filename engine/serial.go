@@ -102,6 +102,9 @@ func (c *conn[F]) drainMail() {
 	next, done := 0, false
 	defer func() {
 		if !done {
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
 			c.requeue(evs, next)
 		}
 	}()
@@ -143,7 +146,10 @@ func (c *conn[F]) release() {
 	done := false
 	defer func() {
 		if !done {
-			c.runnerLost()
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
+			c.runnerLost(false)
 		}
 	}()
 	c.releaseRun()
@@ -180,10 +186,21 @@ var errGoexit = fmt.Errorf("%w: a callback ended its goroutine (runtime.Goexit)"
 // finishes the run. Without it, serial would stay locked for ever: no
 // OnClosed, and a Shutdown that never returns. Nothing here calls the
 // handler, since the goroutine is on its way out.
-func (c *conn[F]) runnerLost() {
+//
+// inTask tells that the goroutine is netpoll's worker running OnRequest
+// (input's and inboundOverrun's guards on TransportNetpoll). netpoll's
+// task wrapper then closes the connection as soon as the guard returns,
+// and that close drops the queue; closing it here, inside the task,
+// would be worse: the wrapper then skips detaching the descriptor from
+// netpoll's poller. So the replies queued are written here, in full
+// (netpoll's Flush waits), and the close is left to netpoll, with its
+// cause recorded.
+func (c *conn[F]) runnerLost(inTask bool) {
 	c.e.log.Error("mai: handler ended its goroutine (runtime.Goexit)", "conn", c.id, "err", errGoexit, "stack", string(debug.Stack()))
 	c.poisoned = true // as after a panic: no further frame is delivered
-	_ = c.closeWith(errGoexit, false)
+	if !inTask || !c.writeBeforeNetpollCloses() {
+		_ = c.closeWith(errGoexit, false)
+	}
 	c.e.spawn(c.afterGoexit)
 }
 
@@ -193,7 +210,10 @@ func (c *conn[F]) afterGoexit() {
 	done := false
 	defer func() {
 		if !done {
-			c.runnerLost()
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
+			c.runnerLost(false)
 		}
 	}()
 	if !c.finished && !c.hasFlag(flClosedCalled) {

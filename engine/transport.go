@@ -205,6 +205,9 @@ func readLoop[F any](c *conn[F], t *stdTransport) {
 	ended := false
 	defer func() {
 		if !ended {
+			if r := recover(); r != nil {
+				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
+			}
 			// A callback ended the goroutine (runtime.Goexit): input's
 			// guard failed the connection; reading goes on on another
 			// goroutine until the close.

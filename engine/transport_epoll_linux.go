@@ -321,9 +321,13 @@ func (l *epLoop) run() {
 	defer func() {
 		if ended {
 			l.exit()
-		} else {
-			l.goexited()
+			return
 		}
+		if r := recover(); r != nil {
+			l.exit()
+			panic(r) // not a Goexit: a fault of the engine's own
+		}
+		l.goexited()
 	}()
 	for {
 		n := l.wait()

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mai-go/mai"
+	"github.com/mai-go/mai/bufpool"
 )
 
 const netpollSupported = true
@@ -238,4 +239,34 @@ func (t *npTransport) lingerDup(sending bool) (int, bool) {
 		return -1, false
 	}
 	return dupFD(t.fd)
+}
+
+// writeBeforeNetpollCloses is runnerLost's close of a netpoll connection
+// whose worker is ending: it records errGoexit as the cause and writes
+// what is queued, unless a flusher owns the queue, and leaves the close to
+// netpoll. It reports false for another transport.
+func (c *conn[F]) writeBeforeNetpollCloses() bool {
+	t, ok := c.tr.(*npTransport)
+	if !ok {
+		return false
+	}
+	c.outMu.Lock()
+	if c.cause == nil {
+		c.cause = errGoexit
+	}
+	var b *bufpool.Buffer
+	if !c.flushing && c.state != stateClosed && c.out != nil && len(c.out.B) > 0 {
+		b, c.out = c.out, nil
+	}
+	c.outMu.Unlock()
+	if b == nil {
+		return true
+	}
+	if t.writeAll(b.B) == nil {
+		c.outMu.Lock()
+		c.bytesOut += uint64(len(b.B))
+		c.outMu.Unlock()
+	}
+	c.e.pool.Put(b)
+	return true
 }

@@ -15,3 +15,6 @@ func (e *ProtocolEngine[F]) attachNetpoll(*conn[F], net.Conn) error {
 }
 
 func setPollers(int) error { return mai.ErrUnsupported }
+
+// writeBeforeNetpollCloses: there is no netpoll transport here.
+func (c *conn[F]) writeBeforeNetpollCloses() bool { return false }
