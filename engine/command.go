@@ -136,14 +136,7 @@ func (e *ProtocolEngine[F]) Commands() chan<- Command[F] { return e.cmds }
 // on another goroutine.
 func (e *ProtocolEngine[F]) commandLoop() {
 	ended := false
-	defer func() {
-		if !ended {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			go e.commandLoop() // not counted by the stop: see New
-		}
-	}()
+	defer onGoexit(&ended, func() { go e.commandLoop() }) // not counted by the stop: see New
 	e.takeCommands()
 	ended = true
 }
@@ -190,15 +183,10 @@ func (e *ProtocolEngine[F]) runCommand(cmd Command[F]) {
 		return
 	}
 	done := false
-	defer func() {
-		if !done {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			e.log.Error("mai: a command ended its goroutine (runtime.Goexit)", "err", errGoexit)
-			e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", errGoexit)})
-		}
-	}()
+	defer onGoexit(&done, func() {
+		e.log.Error("mai: a command ended its goroutine (runtime.Goexit)", "err", errGoexit)
+		e.deliver(cmd.reply(), Result{Err: fmt.Errorf("command: %w", errGoexit)})
+	})
 	r := cmd.run(e)
 	done = true
 	e.deliver(cmd.reply(), r)

@@ -280,16 +280,11 @@ func (e *ProtocolEngine[F]) adoptFrom(src *source, origin mai.Origin, lis *liste
 	// one that ends the goroutine (runtime.Goexit) must not keep the place
 	// taken above, or the source open.
 	prepared := false
-	defer func() {
-		if !prepared {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			e.log.Error("mai: Admit, the codec factory or a ConnOption ended its goroutine (runtime.Goexit)", "err", errGoexit)
-			e.connDone()
-			src.close()
-		}
-	}()
+	defer onGoexit(&prepared, func() {
+		e.log.Error("mai: Admit, the codec factory or a ConnOption ended its goroutine (runtime.Goexit)", "err", errGoexit)
+		e.connDone()
+		src.close()
+	})
 	if e.admitter != nil {
 		if err := e.admit(info()); err != nil {
 			prepared = true

@@ -176,22 +176,13 @@ func (e *ProtocolEngine[F]) Listeners() []ListenerInfo {
 // blocks on the network). Temporary errors (out of descriptors) back off up
 // to one second.
 func (e *ProtocolEngine[F]) acceptLoop(l *listener) {
+	// Admit or the codec factory may end the goroutine (runtime.Goexit;
+	// adoptFrom lets go of the connection): accepting goes on on another.
 	ended := false
-	defer func() {
-		if !ended {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			// Admit or the codec factory ended the goroutine
-			// (runtime.Goexit; adoptFrom let go of the connection):
-			// accepting goes on on another one.
-			e.spawn(func() { e.acceptLoop(l) })
-			return
-		}
-		close(l.exited)
-	}()
+	defer onGoexit(&ended, func() { e.spawn(func() { e.acceptLoop(l) }) })
 	e.accept(l)
 	ended = true
+	close(l.exited)
 }
 
 // accept is acceptLoop's loop.

@@ -25,14 +25,7 @@ func (c *conn[F]) input(data []byte) (room int) {
 	c.serial.Lock()
 	c.setFlag(flRunning)
 	done := false
-	defer func() {
-		if !done {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			c.runnerLost(true) // a callback ended the goroutine
-		}
-	}()
+	defer onGoexit(&done, func() { c.runnerLost(true) })
 	// Events queued before this input (OnReady first of all) go first.
 	c.drain()
 	if c.decoding() {
@@ -272,14 +265,7 @@ func (c *conn[F]) inboundOverrun(buffered int) {
 	c.serial.Lock()
 	c.setFlag(flRunning)
 	done := false
-	defer func() {
-		if !done {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			c.runnerLost(true) // a callback ended the goroutine
-		}
-	}()
+	defer onGoexit(&done, func() { c.runnerLost(true) })
 	c.drain()
 	if c.decoding() {
 		c.failInbound(fmt.Errorf("%w: %d bytes read ahead and not decoded, limit %d", mai.ErrInboundLimit, buffered, c.e.opts.MaxInboundBytes))

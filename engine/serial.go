@@ -100,14 +100,7 @@ func (c *conn[F]) drainMail() {
 	c.clearFlag(flMail)
 	c.xmu.Unlock()
 	next, done := 0, false
-	defer func() {
-		if !done {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			c.requeue(evs, next)
-		}
-	}()
+	defer onGoexit(&done, func() { c.requeue(evs, next) })
 	for next < len(evs) {
 		ev := &evs[next]
 		next++
@@ -144,14 +137,7 @@ func (c *conn[F]) requeue(evs []event[F], next int) {
 // start), so it guards against a callback that ends the goroutine.
 func (c *conn[F]) release() {
 	done := false
-	defer func() {
-		if !done {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			c.runnerLost(false)
-		}
-	}()
+	defer onGoexit(&done, func() { c.runnerLost(false) })
 	c.releaseRun()
 	done = true
 }
@@ -170,57 +156,6 @@ func (c *conn[F]) releaseRun() {
 		}
 		c.setFlag(flRunning)
 	}
-}
-
-// errGoexit is the cause of a connection whose callback ended its
-// goroutine.
-var errGoexit = fmt.Errorf("%w: a callback ended its goroutine (runtime.Goexit)", mai.ErrPanic)
-
-// runnerLost is deferred at each place a goroutine takes the runner role
-// (input, release, inboundOverrun), and runs only when the goroutine is
-// ending there: a callback called runtime.Goexit (t.FailNow in a test's
-// handler, say), which cannot be recovered. Panics are recovered deeper
-// down, and the runner role is only ever held across callbacks, so serial
-// is held here. The connection is failed as for a panic, and the role
-// goes on to a new goroutine, which reports the error to OnError and
-// finishes the run. Without it, serial would stay locked for ever: no
-// OnClosed, and a Shutdown that never returns. Nothing here calls the
-// handler, since the goroutine is on its way out.
-//
-// inTask tells that the goroutine is netpoll's worker running OnRequest
-// (input's and inboundOverrun's guards on TransportNetpoll). netpoll's
-// task wrapper then closes the connection as soon as the guard returns,
-// and that close drops the queue; closing it here, inside the task,
-// would be worse: the wrapper then skips detaching the descriptor from
-// netpoll's poller. So the replies queued are written here, in full
-// (netpoll's Flush waits), and the close is left to netpoll, with its
-// cause recorded.
-func (c *conn[F]) runnerLost(inTask bool) {
-	c.e.log.Error("mai: handler ended its goroutine (runtime.Goexit)", "conn", c.id, "err", errGoexit, "stack", string(debug.Stack()))
-	c.poisoned = true // as after a panic: no further frame is delivered
-	if !inTask || !c.writeBeforeNetpollCloses() {
-		_ = c.closeWith(errGoexit, false)
-	}
-	c.e.spawn(c.afterGoexit)
-}
-
-// afterGoexit takes over the run that runnerLost's goroutine left:
-// OnError hears of it (unless OnClosed ran), then the run goes on.
-func (c *conn[F]) afterGoexit() {
-	done := false
-	defer func() {
-		if !done {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			c.runnerLost(false)
-		}
-	}()
-	if !c.finished && !c.hasFlag(flClosedCalled) {
-		c.showError(errGoexit)
-	}
-	c.releaseRun()
-	done = true
 }
 
 // handle runs one event. serial is held.

@@ -202,18 +202,11 @@ func (e *ProtocolEngine[F]) attachStd(c *conn[F], nc net.Conn) {
 // and the held input fills the inbound bound) it does not read at all.
 func readLoop[F any](c *conn[F], t *stdTransport) {
 	buf := c.e.pool.Get()
+	// A callback may end the goroutine (runtime.Goexit): input's guard
+	// fails the connection, and reading goes on on another goroutine until
+	// the close.
 	ended := false
-	defer func() {
-		if !ended {
-			if r := recover(); r != nil {
-				panic(r) // not a Goexit: a fault of the engine's own, which must not pass unseen
-			}
-			// A callback ended the goroutine (runtime.Goexit): input's
-			// guard failed the connection; reading goes on on another
-			// goroutine until the close.
-			c.e.spawn(func() { readLoop(c, t) })
-		}
-	}()
+	defer onGoexit(&ended, func() { c.e.spawn(func() { readLoop(c, t) }) })
 	room := c.readRoom()
 	var err error
 	for {

@@ -318,17 +318,7 @@ func (l *epLoop) wakeLocked() {
 // run is the loop goroutine.
 func (l *epLoop) run() {
 	ended := false
-	defer func() {
-		if ended {
-			l.exit()
-			return
-		}
-		if r := recover(); r != nil {
-			l.exit()
-			panic(r) // not a Goexit: a fault of the engine's own
-		}
-		l.goexited()
-	}()
+	defer onGoexit(&ended, l.goexited)
 	for {
 		n := l.wait()
 		tasks := false
@@ -347,6 +337,7 @@ func (l *epLoop) run() {
 		}
 		if tasks && l.runTasks() {
 			ended = true
+			l.exit()
 			return
 		}
 	}
