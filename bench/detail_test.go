@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -125,12 +123,7 @@ func TestLoadgenPerf(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a server")
 	}
-	if _, err := exec.LookPath("perf"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("perf is not installed; .ci/run installs it")
-		}
-		t.Skip("perf is not installed")
-	}
+	needPerf(t)
 	binDir = t.TempDir()
 	taskset = ""
 	if _, err := buildAll([]string{"std"}, nil); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mai-go/mai/bench/internal/srvkit"
@@ -26,17 +27,22 @@ type child struct {
 	stderr *capBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // exit status, valid after done
+	// workload is the PID of the program when cmd is the perf stat that
+	// runs it, else 0.
+	workload int
 }
 
 // startChild runs bin with args pinned to cpu (when pinning works) and
-// GOMAXPROCS=1.
-func startChild(name string, cpu int, bin string, args ...string) (*child, error) {
-	var cmd *exec.Cmd
+// GOMAXPROCS=1, under ps when ps is not nil.
+func startChild(name string, cpu int, ps *perfStat, bin string, args ...string) (*child, error) {
+	argv := append([]string{bin}, args...)
 	if taskset != "" {
-		cmd = exec.Command(taskset, append([]string{"-c", strconv.Itoa(cpu), bin}, args...)...)
-	} else {
-		cmd = exec.Command(bin, args...)
+		argv = append([]string{taskset, "-c", strconv.Itoa(cpu)}, argv...)
 	}
+	if ps != nil {
+		argv = ps.wrap(argv)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	c := &child{name: name, cmd: cmd, lines: make(chan string, 16), stderr: &capBuffer{max: 8 << 10}, done: make(chan struct{})}
 	cmd.Stderr = c.stderr
@@ -64,8 +70,14 @@ func startChild(name string, cpu int, bin string, args ...string) (*child, error
 	return c, nil
 }
 
-// pid is the process ID (taskset execs the program, so it is the program's).
-func (c *child) pid() int { return c.cmd.Process.Pid }
+// pid is the program's process ID (taskset execs the program, so it keeps
+// taskset's; perf stat forks it).
+func (c *child) pid() int {
+	if c.workload != 0 {
+		return c.workload
+	}
+	return c.cmd.Process.Pid
+}
 
 // expect waits up to d for a line that starts with prefix and returns the
 // rest of it; other lines are ignored.
@@ -96,12 +108,17 @@ func (c *child) send(cmd string) error {
 	return err
 }
 
-// wait waits up to d for the process to exit, then kills it (by its PID).
+// wait waits up to d for the process to exit, then kills it (by its PID),
+// and the program under it first when it is a perf stat: perf waits for
+// its program, which a kill of perf would leave running.
 func (c *child) wait(d time.Duration) error {
 	select {
 	case <-c.done:
 		return c.err
 	case <-time.After(d):
+		if c.workload != 0 {
+			_ = syscall.Kill(c.workload, syscall.SIGKILL)
+		}
 		_ = c.cmd.Process.Kill()
 		<-c.done
 		return fmt.Errorf("%s: killed after %v", c.name, d)
@@ -124,12 +141,17 @@ type server struct {
 	addr string
 }
 
-func startServer(impl string, args ...string) (*server, error) {
-	c, err := startChild(impl, 0, binPath(impl), args...)
+// startServer runs impl's server on CPU 0, under ps when ps is not nil, and
+// waits for its address.
+func startServer(impl string, ps *perfStat, args ...string) (*server, error) {
+	c, err := startChild(impl, 0, ps, binPath(impl), args...)
 	if err != nil {
 		return nil, err
 	}
 	addr, err := c.expect("ADDR ", 20*time.Second)
+	if err == nil && ps != nil {
+		c.workload, err = workloadPID(c.cmd.Process.Pid)
+	}
 	if err != nil {
 		c.stop("quit")
 		return nil, err

@@ -66,23 +66,34 @@ func runOne(cfg config, sc scenario, impl string, round int, srvArgs ...string) 
 	return r
 }
 
-func loadArgs(cfg config, sc scenario, addr string, pid int) []string {
+func loadArgs(cfg config, sc scenario, addr string, pid int, ps *perfStat) []string {
 	args := []string{"-addr", addr, "-server-pid", strconv.Itoa(pid), "-mode", sc.Mode,
 		"-conns", strconv.Itoa(sc.Conns), "-size", strconv.Itoa(sc.Size), "-depth", strconv.Itoa(max(sc.Depth, 1)),
 		"-warmup", cfg.Warmup.String(), "-duration", cfg.Duration.String()}
-	if cfg.Detail {
-		args = append(args, "-perf")
+	if ps != nil {
+		args = append(args, ps.loadArgs()...)
 	}
 	return args
 }
 
+// runLoad runs one load scenario against impl's server. With cfg.Detail the
+// server runs under perf stat, which the load generator enables for its
+// second window, and the counts are read once the server has exited.
 func runLoad(cfg config, sc scenario, impl string, srvArgs []string) (*stats.Result, error) {
-	srv, err := startServer(impl, srvArgs...)
+	var ps *perfStat
+	if cfg.Detail {
+		var err error
+		if ps, err = newPerfStat(); err != nil {
+			return nil, err
+		}
+		defer ps.remove()
+	}
+	srv, err := startServer(impl, ps, srvArgs...)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop("quit")
-	lg, err := startChild("loadgen", 1, binPath("loadgen"), loadArgs(cfg, sc, srv.addr, srv.pid())...)
+	lg, err := startChild("loadgen", 1, nil, binPath("loadgen"), loadArgs(cfg, sc, srv.addr, srv.pid(), ps)...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +113,18 @@ func runLoad(cfg config, sc scenario, impl string, srvArgs []string) (*stats.Res
 	if err := srv.stop("quit"); err != nil {
 		return &res, fmt.Errorf("server exit: %v: %s", err, srv.stderr.String())
 	}
+	if ps != nil && res.Syscalls != nil {
+		counts, err := ps.counts()
+		if err != nil {
+			return &res, fmt.Errorf("perf stat: %w: %s", err, srv.stderr.String())
+		}
+		res.Syscalls = stats.NewSyscalls(counts, res.Syscalls.Frames, res.Syscalls.Seconds)
+	}
 	return &res, nil
 }
 
 func runMem(sc scenario, impl string, srvArgs []string) (*MemResult, error) {
-	srv, err := startServer(impl, srvArgs...)
+	srv, err := startServer(impl, nil, srvArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +133,7 @@ func runMem(sc scenario, impl string, srvArgs []string) (*MemResult, error) {
 	if m.BaseStats, err = srv.stats(); err != nil {
 		return nil, err
 	}
-	lg, err := startChild("loadgen", 1, binPath("loadgen"), "-addr", srv.addr, "-mode", "idle",
+	lg, err := startChild("loadgen", 1, nil, binPath("loadgen"), "-addr", srv.addr, "-mode", "idle",
 		"-conns", strconv.Itoa(sc.Conns), "-size", strconv.Itoa(sc.Size))
 	if err != nil {
 		return nil, err

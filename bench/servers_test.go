@@ -31,7 +31,7 @@ func TestServers(t *testing.T) {
 	}
 	for _, impl := range impls {
 		t.Run(impl, func(t *testing.T) {
-			srv, err := startServer(impl)
+			srv, err := startServer(impl, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

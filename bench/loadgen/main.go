@@ -10,10 +10,10 @@
 //
 // After -warmup it measures for -duration: frames and bytes echoed, latency
 // percentiles, and the CPU time the server (-server-pid), this process and
-// the rest of the machine used. With -perf, the load goes on for another
-// -duration while `perf stat` counts the server's system calls (see
-// perf.go). Every reply is checked byte for byte. The result is one line
-// on stdout: "RESULT {json}".
+// the rest of the machine used. With -perf-ctl and -perf-ack, the load goes
+// on for another -duration while the `perf stat` that runs the server
+// counts its system calls (see perf.go). Every reply is checked byte for
+// byte. The result is one line on stdout: "RESULT {json}".
 package main
 
 import (
@@ -46,14 +46,15 @@ var (
 	duration  = flag.Duration("duration", 3*time.Second, "measured window")
 	serverPID = flag.Int("server-pid", 0, "server process, for its CPU time")
 	maxFrames = flag.Int64("max-frames", 1e9, "stop a connection after this many frames (a bound, not a target)")
-	perf      = flag.Bool("perf", false, "after the measured window, count the server's system calls with perf stat for another -duration")
+	perfCtl   = flag.String("perf-ctl", "", "control FIFO of the perf stat that runs the server: after the measured window, enable its counters for another -duration")
+	perfAck   = flag.String("perf-ack", "", "acknowledgement FIFO of that perf stat")
 )
 
 // The phases of a run, in order. The load loops run until phaseStopping.
 const (
 	phaseWarmup    = iota
 	phaseMeasuring // frames and latency recorded
-	phaseBetween   // the measured window is over; perf is starting
+	phaseBetween   // the measured window is over; perf is being enabled
 	phasePerf      // perf counts; frames recorded in perfFrames
 	phaseStopping
 )
@@ -81,6 +82,9 @@ func main() {
 	if *addr == "" {
 		log.Fatal("-addr is required")
 	}
+	if (*perfCtl == "") != (*perfAck == "") {
+		log.Fatal("-perf-ctl and -perf-ack go together")
+	}
 	if *mode == "idle" {
 		runIdle()
 		return
@@ -93,7 +97,7 @@ func main() {
 		log.Fatal(err)
 	}
 	window := *duration
-	if *perf {
+	if *perfCtl != "" {
 		window *= 2
 	}
 	hard := time.Now().Add(*warmup + window + 30*time.Second)
@@ -125,9 +129,10 @@ func main() {
 	time.Sleep(*duration)
 	phase.Store(phaseBetween)
 	after := snapshot()
-	var pw *perfWindow
-	if *perf {
-		pw = countSyscalls(*serverPID, *duration)
+	var perfSecs float64
+	var perfErr error
+	if *perfCtl != "" {
+		perfSecs, perfErr = perfWindow(*perfCtl, *perfAck, *duration)
 	}
 	phase.Store(phaseStopping)
 
@@ -153,18 +158,18 @@ func main() {
 	}
 
 	res := summarize(ws, before, after)
-	if pw != nil {
-		if pw.err != nil {
-			res.Errors++
-			if res.FirstError == "" {
-				res.FirstError = pw.err.Error()
-			}
-		} else {
-			var n int64
-			for _, w := range ws {
-				n += w.perfFrames
-			}
-			res.Syscalls = stats.NewSyscalls(pw.counts, n, pw.seconds)
+	switch {
+	case perfErr != nil:
+		res.Errors++
+		if res.FirstError == "" {
+			res.FirstError = perfErr.Error()
+		}
+	case *perfCtl != "":
+		// The window; the benchmark adds perf's counts once the server
+		// and its perf stat have exited.
+		res.Syscalls = &stats.Syscalls{Seconds: perfSecs}
+		for _, w := range ws {
+			res.Syscalls.Frames += w.perfFrames
 		}
 	}
 	b, _ := json.Marshal(res)

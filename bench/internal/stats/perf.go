@@ -2,12 +2,15 @@ package stats
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Syscalls is what the server did in the load generator's perf window
@@ -116,4 +119,76 @@ func NewSyscalls(counts map[string]int64, frames int64, seconds float64) *Syscal
 	s.Futex = per(counts["syscalls:sys_enter_futex"])
 	s.ContextSwitches = per(counts[ctxSwitchEvent])
 	return s
+}
+
+// PerfStatArgs returns the arguments for `perf stat` that make it count the
+// events of PerfEvents in the workload that follows them ("--", the program
+// and its arguments) only while enabled through the control FIFOs ctl and
+// ack (see PerfControl), and write the counts to csv as `-x,` does.
+//
+// perf starts the workload itself, so every thread and process the
+// workload starts inherits the counters; no thread can be started while
+// perf attaches, as with `perf stat -p PID`.
+func PerfStatArgs(csv, ctl, ack string) []string {
+	return []string{"stat", "-x,", "-o", csv, "-e", strings.Join(PerfEvents(), ","),
+		"-D", "-1", "--control", "fifo:" + ctl + "," + ack}
+}
+
+// PerfControl enables and disables the counters of a `perf stat` started
+// with PerfStatArgs, through its control FIFOs. Each command returns once
+// perf acknowledged it, so what happens after Enable returns and before
+// Disable is called is counted. Not safe for concurrent use.
+type PerfControl struct {
+	// Timeout bounds the wait for perf's acknowledgement of a command;
+	// OpenPerfControl sets it to 10s.
+	Timeout  time.Duration
+	ctl, ack *os.File
+	buf      [64]byte
+}
+
+// OpenPerfControl opens the control FIFOs ctl and ack. It opens both for
+// reading and writing, which does not wait for perf to open its ends.
+func OpenPerfControl(ctl, ack string) (*PerfControl, error) {
+	c, err := os.OpenFile(ctl, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("perf control: %w", err)
+	}
+	a, err := os.OpenFile(ack, os.O_RDWR, 0)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("perf control: %w", err)
+	}
+	return &PerfControl{Timeout: 10 * time.Second, ctl: c, ack: a}, nil
+}
+
+// Enable starts the counters.
+func (p *PerfControl) Enable() error { return p.command("enable") }
+
+// Disable stops the counters.
+func (p *PerfControl) Disable() error { return p.command("disable") }
+
+// Close closes the FIFOs.
+func (p *PerfControl) Close() error {
+	return errors.Join(p.ctl.Close(), p.ack.Close())
+}
+
+// command sends cmd and waits up to p.Timeout for perf's "ack".
+func (p *PerfControl) command(cmd string) error {
+	if _, err := io.WriteString(p.ctl, cmd+"\n"); err != nil {
+		return fmt.Errorf("perf control %s: %w", cmd, err)
+	}
+	if err := p.ack.SetReadDeadline(time.Now().Add(p.Timeout)); err != nil {
+		return fmt.Errorf("perf control %s: %w", cmd, err)
+	}
+	// perf writes "ack\n" and a NUL with one write, which a pipe delivers
+	// whole; anything before it is left over from no command of ours.
+	for {
+		n, err := p.ack.Read(p.buf[:])
+		if bytes.Contains(p.buf[:n], []byte("ack")) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("perf control %s: no ack: %w", cmd, err)
+		}
+	}
 }

@@ -34,8 +34,10 @@ type Result struct {
 	ForeignPct float64 `json:"foreign_pct"`
 	StealPct   float64 `json:"steal_pct"`
 
-	// Syscalls is set with -perf: the server's system calls per frame,
+	// Syscalls is set with -perf-ctl: the server's system calls per frame,
 	// counted in a window of its own after the measured one, so that the
-	// counting does not weigh on the figures above.
+	// counting does not weigh on the figures above. The load generator
+	// reports the window (Seconds, Frames); the benchmark, which reads the
+	// counts once perf stat has exited, fills in the rest.
 	Syscalls *Syscalls `json:"syscalls,omitempty"`
 }
