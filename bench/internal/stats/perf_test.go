@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// fifos makes a control and an acknowledgement FIFO in a temporary
-// directory.
-func fifos(t *testing.T) (ctl, ack string) {
+// openControl makes a control and an acknowledgement FIFO in a temporary
+// directory and opens a PerfControl on them.
+func openControl(t *testing.T) (pc *PerfControl, ctl, ack string) {
 	t.Helper()
 	dir := t.TempDir()
 	ctl, ack = filepath.Join(dir, "ctl"), filepath.Join(dir, "ack")
@@ -21,18 +21,18 @@ func fifos(t *testing.T) (ctl, ack string) {
 			t.Fatal(err)
 		}
 	}
-	return ctl, ack
+	pc, err := OpenPerfControl(ctl, ack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc, ctl, ack
 }
 
 // TestPerfControl plays perf's side of the control FIFOs: each command
 // arrives as one line, and each returns only after its "ack\n\x00".
 func TestPerfControl(t *testing.T) {
-	ctl, ack := fifos(t)
-	pc, err := OpenPerfControl(ctl, ack)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc, ctl, ack := openControl(t)
 	perfCtl, err := os.OpenFile(ctl, os.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +84,7 @@ func TestPerfControl(t *testing.T) {
 // TestPerfControlNoAck: a perf that never answers makes the command fail
 // after Timeout, not hang.
 func TestPerfControlNoAck(t *testing.T) {
-	ctl, ack := fifos(t)
-	pc, err := OpenPerfControl(ctl, ack)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc, _, _ := openControl(t)
 	pc.Timeout = 50 * time.Millisecond
 	if err := pc.Enable(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Enable without perf: %v, want a deadline error", err)
