@@ -53,9 +53,9 @@ type ProtocolEngine[F any] struct {
 
 	lifeMu       sync.Mutex // guards the fields in this block
 	shutting     bool
-	live         int           // connections taken and not finished
-	lingers      int           // lingering sockets (see linger): the stop waits for them, WithMaxConns does not count them
-	allDone      chan struct{} // closed when shutting and live and lingers reach 0
+	live         int                   // connections taken and not finished
+	lingering    map[net.Conn]struct{} // lingering sockets (see linger): the stop waits for them, WithMaxConns does not count them
+	allDone      chan struct{}         // closed when shutting, live is 0 and nothing lingers
 	listeners    map[string]*listener
 	closing      chan struct{} // closed when Shutdown starts
 	done         chan struct{} // closed when the engine has stopped
@@ -64,10 +64,6 @@ type ProtocolEngine[F any] struct {
 	// aborting is set when a Shutdown's ctx ended: connections are
 	// aborted from then on, also one adopted after (see adopt).
 	aborting atomic.Bool
-
-	lingerMu  sync.Mutex // guards lingering and lingerCut
-	lingering map[net.Conn]struct{}
-	lingerCut bool // Shutdown's ctx ended: no linger lasts or starts
 
 	wg sync.WaitGroup // every goroutine the engine started
 
@@ -454,21 +450,19 @@ func (e *ProtocolEngine[F]) connDone() {
 	e.lifeMu.Unlock()
 }
 
-// lingerDone counts a finished linger.
-func (e *ProtocolEngine[F]) lingerDone() {
-	e.lifeMu.Lock()
-	e.lingers--
-	e.allDoneLocked()
-	e.lifeMu.Unlock()
-}
-
 // allDoneLocked closes allDone when a shutdown has nothing left to wait
 // for; lifeMu is held, and it is called once per decrement that can reach
 // the end, so it closes it once.
 func (e *ProtocolEngine[F]) allDoneLocked() {
-	if e.shutting && e.live == 0 && e.lingers == 0 {
+	if e.stoppingLocked() {
 		close(e.allDone)
 	}
+}
+
+// stoppingLocked reports whether a shutdown has nothing left to wait for.
+// lifeMu is held.
+func (e *ProtocolEngine[F]) stoppingLocked() bool {
+	return e.shutting && e.live == 0 && len(e.lingering) == 0
 }
 
 // ConnOption configures one connection given to Dial or Manage.
@@ -654,22 +648,13 @@ func (x *executor) submit(name string, fn func()) {
 }
 
 func (x *executor) run() {
+	// A callback that ends the goroutine (runtime.Goexit) leaves running
+	// set: the rest of the queue runs on another one.
 	ended := false
-	defer func() {
-		if ended {
-			return
-		}
-		// A callback ended the goroutine (runtime.Goexit): the rest of
-		// the queue runs on another one.
-		x.log.Error("mai: handler ended its goroutine (runtime.Goexit)", "err", mai.ErrPanic)
-		x.mu.Lock()
-		more := len(x.q) > 0 && !x.closed
-		x.running = more
-		x.mu.Unlock()
-		if more {
-			x.spawn(x.run)
-		}
-	}()
+	defer onGoexit(&ended, func() {
+		x.log.Error("mai: handler ended its goroutine (runtime.Goexit)", "err", errGoexit)
+		x.spawn(x.run)
+	})
 	for {
 		x.mu.Lock()
 		if len(x.q) == 0 {

@@ -75,32 +75,24 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 	if end := now.Add(e.opts.CloseLinger); end.After(now) { // else "for ever"
 		_ = nc.SetReadDeadline(end)
 	}
-	// A linger is counted (lingers) so that the engine's stop waits for it
-	// (allDone), and its goroutine is counted while it is, before that stop
-	// can wait for the engine's goroutines; WithMaxConns does not count
+	// A linger is counted (lingering) so that the engine's stop waits for
+	// it (allDone), and its goroutine is counted while it is, before that
+	// stop can wait for the engine's goroutines; WithMaxConns does not count
 	// it. The connection it comes from may have finished already (the peer
 	// reset it meanwhile): if that was the last one of a shutdown, the stop
-	// has begun, and there is no linger.
+	// has begun, and there is no linger. Nor is there once Shutdown's ctx
+	// ended (aborting, set before cutLingering takes lifeMu).
 	e.lifeMu.Lock()
-	stopping := e.shutting && e.live == 0 && e.lingers == 0
-	if !stopping {
-		e.lingers++
-	}
-	e.lifeMu.Unlock()
-	e.lingerMu.Lock()
-	if stopping || e.lingerCut {
-		e.lingerMu.Unlock()
+	if e.stoppingLocked() || e.aborting.Load() {
+		e.lifeMu.Unlock()
 		_ = nc.Close()
-		if !stopping {
-			e.lingerDone()
-		}
 		return
 	}
 	if e.lingering == nil {
 		e.lingering = make(map[net.Conn]struct{})
 	}
 	e.lingering[nc] = struct{}{}
-	e.lingerMu.Unlock()
+	e.lifeMu.Unlock()
 	e.spawn(func() {
 		var buf [4 << 10]byte
 		for {
@@ -108,20 +100,19 @@ func (e *ProtocolEngine[F]) linger(fd int) {
 				break
 			}
 		}
-		e.lingerMu.Lock()
-		delete(e.lingering, nc)
-		e.lingerMu.Unlock()
 		_ = nc.Close()
-		e.lingerDone()
+		e.lifeMu.Lock()
+		delete(e.lingering, nc)
+		e.allDoneLocked()
+		e.lifeMu.Unlock()
 	})
 }
 
-// cutLingering ends every linger now, and any that would start: Shutdown's
-// ctx ended.
+// cutLingering ends every linger now: Shutdown's ctx ended (aborting is
+// set, so none starts after).
 func (e *ProtocolEngine[F]) cutLingering() {
-	e.lingerMu.Lock()
-	defer e.lingerMu.Unlock()
-	e.lingerCut = true
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
 	now := time.Now()
 	for nc := range e.lingering {
 		_ = nc.SetReadDeadline(now)

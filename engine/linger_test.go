@@ -24,8 +24,8 @@ func skipWithoutLinger(t *testing.T) {
 
 // lingerCount is how many sockets of e linger now.
 func lingerCount(e *ProtocolEngine[[]byte]) int {
-	e.lingerMu.Lock()
-	defer e.lingerMu.Unlock()
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
 	return len(e.lingering)
 }
 
@@ -37,14 +37,7 @@ func lingerCase(t *testing.T, tr mai.Transport, opts ...mai.Option) (*recorder, 
 	r, e, addr := pausingEchoServer(t, tr, 16<<10, opts...)
 	c := dialBufs(t, addr, clientRcv, 0)
 	cx := recv(t, r.ready, "OnReady")
-	go func() {
-		f := frame(payload)
-		for range 40000 { // bounded: 20 MB
-			if _, err := c.Write(f); err != nil {
-				return
-			}
-		}
-	}()
+	go flood(c, payload, 20<<20, nil, nil) // bounded
 	eventually(t, "the server to pause", func() bool {
 		in := cx.Info()
 		return !in.Writable && in.BytesIn >= 16<<10
@@ -139,14 +132,7 @@ func TestCloseMidStream(t *testing.T) {
 		_, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithCloseLinger(time.Hour))
 		c := dialBufs(t, addr, clientRcv, 0)
 		recv(t, r.ready, "OnReady")
-		go func() {
-			f := frame(payload)
-			for range 40000 { // bounded: 20 MB
-				if _, err := c.Write(f); err != nil {
-					return
-				}
-			}
-		}()
+		go flood(c, payload, 20<<20, nil, nil) // bounded
 		br := bufio.NewReader(c)
 		got := 0
 		var err error

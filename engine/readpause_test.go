@@ -436,21 +436,14 @@ func TestNetpollReadAheadBound(t *testing.T) {
 		mai.WithMaxInboundBytes(maxIn), mai.WithListenControl(sockBufs(sock, 0)))
 	c := dialBufs(t, addr, 0, sock)
 	ctx := recv(t, r.ready, "OnReady")
-	payload := bytes.Repeat([]byte{'x'}, 1000)
-	var batch []byte
-	for len(batch) < 64<<10 {
-		batch = append(batch, frame(payload)...)
-	}
-	// The write returns once netpoll has read all but what the sockets
+	// The writes return once netpoll has read all but what the sockets
 	// hold: the first OnFrame is still held up.
 	_ = c.SetWriteDeadline(time.Now().Add(waitLimit))
-	for n := 0; n < sent; n += len(batch) {
-		if _, err := c.Write(batch); err != nil {
-			close(gate)
-			t.Fatalf("write after %d bytes: %v", n, err)
-		}
-	}
+	_, n, err := flood(c, bytes.Repeat([]byte{'x'}, 1000), sent, nil, nil)
 	close(gate)
+	if err != nil {
+		t.Fatalf("write after %d bytes: %v", n, err)
+	}
 	recv(t, r.closed, "OnClosed")
 	if cause := r.causeOf(ctx.ID()); !errors.Is(cause, mai.ErrInboundLimit) {
 		t.Fatalf("OnClosed: %v, want ErrInboundLimit", cause)

@@ -44,24 +44,15 @@ func TestNoGoroutineAfterDone(t *testing.T) {
 		late := 0
 		for range rounds {
 			r := newRecorder(t)
-			e, err := New(lengthField(t, 8<<20), r, mai.WithTransport(tr), mai.WithListenControl(sockBufs(0, 8<<10)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr, err := e.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = dialBufs(t, addr.String(), 4<<10, 0)
+			e, addr := server(t, r, lengthField(t, 8<<20), mai.WithTransport(tr), mai.WithListenControl(sockBufs(0, 8<<10)))
+			_ = dialBufs(t, addr, 4<<10, 0)
 			cx := recv(t, r.ready, "OnReady")
 			sent := make(chan struct{})
 			go func() {
 				defer close(sent)
 				_ = cx.Send(make([]byte, 4<<20))
 			}()
-			ended, cancel := context.WithCancel(context.Background())
-			cancel()
-			_ = e.Shutdown(ended)
+			shutdownRace(e, true, 0)
 			recv(t, e.Done(), "Done")
 			recv(t, sent, "the Send to return")
 			n, ok := wgCount(e)
@@ -94,19 +85,12 @@ func TestLingerRaces(t *testing.T) {
 			linger := lingers[round%len(lingers)]
 			r := newRecorder(t)
 			r.onFrame = func(c mai.Context[[]byte], f []byte) error { _ = c.Send(f); return nil }
-			e, err := New(lengthField(t, 1<<10), r, mai.WithTransport(tr), mai.WithCloseLinger(linger))
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr, err := e.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, addr := server(t, r, lengthField(t, 1<<10), mai.WithTransport(tr), mai.WithCloseLinger(linger))
 			var wg sync.WaitGroup
 			var clients []net.Conn
 			var cxs []mai.Context[[]byte]
 			for range conns {
-				c, err := net.Dial("tcp", addr.String())
+				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -213,31 +197,16 @@ func TestShutdownRacesOutsideCalls(t *testing.T) {
 		for round := range rounds {
 			r := newRecorder(t)
 			r.onFrame = func(c mai.Context[[]byte], f []byte) error { _ = c.Send(f); return nil }
-			e, err := New(lengthField(t, 1<<20), r, mai.WithTransport(tr), mai.WithWriteTimeout(time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr, err := e.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, addr := server(t, r, lengthField(t, 1<<20), mai.WithTransport(tr), mai.WithWriteTimeout(time.Second))
 			var clients []net.Conn
 			var ids []mai.ConnID
 			var cw sync.WaitGroup
 			for range 2 {
-				c := dialBufs(t, addr.String(), 8<<10, 0)
+				c := dialBufs(t, addr, 8<<10, 0)
 				clients = append(clients, c)
 				ids = append(ids, recv(t, r.ready, "OnReady").ID())
 				cw.Add(2)
-				go func() {
-					defer cw.Done()
-					f := frame(make([]byte, 100))
-					for range 5000 {
-						if _, err := c.Write(f); err != nil {
-							return
-						}
-					}
-				}()
+				go func() { defer cw.Done(); _, _, _ = flood(c, make([]byte, 100), 5000*104, nil, nil) }()
 				go func() { defer cw.Done(); _, _ = io.Copy(io.Discard, c) }()
 			}
 			big := make([]byte, 300<<10)
